@@ -1,0 +1,59 @@
+"""The validation gates (R-VAL-1..3): one expectation suite per stage, run on the registration records
+the stage will read, in the database, through a Great Expectations SQL datasource.
+
+Every stage module (`intake`, `tiering`, `allocation`, `sla_check`, `conversion_expiry`, `dispute`)
+defines:
+
+- `suite() -> gx.ExpectationSuite`: the suite, built in code; every expectation carries its reason
+  code (R-VAL-2) in `meta={"reason": ...}`;
+- `SELECT`: output column -> SQL expression over `registrations` columns; the gate's query selects
+  `id` plus exactly these (never `phone`, `raw` or `name`: R-REG-7);
+- `REQUIRED`: the `registrations` columns the suite reads; one missing fails the batch (R-VAL-3).
+
+`expectations.gate` runs them: `run_gate(url, stage, ids=..., batch_id=...)` and `gate_for(url, ...)`.
+Importing this package is cheap; Great Expectations is imported with the first suite or gate.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from expectations.gate import GateResult, gate_for, run_gate  # noqa: F401
+
+STAGES: tuple[str, ...] = ("intake", "tiering", "allocation", "sla_check", "conversion_expiry", "dispute")
+
+# The channel ids registrations carry (RULES.md glossary, R-REG-8): the company channels and `self`.
+# The same list is the policy's `registration.company_channels` + `registration.self_channel`.
+KNOWN_CHANNELS: tuple[str, ...] = (
+    "boss", "sales_manager", "hotline", "web_chat", "marketplace", "wechat", "internal_referral", "self",
+)
+SELF_CHANNEL = "self"
+PHONE_KINDS_VALID: tuple[str, ...] = ("mobile", "landline")
+AMOUNT_STATUSES_OK: tuple[str, ...] = ("ok", "blank")
+DECIDED_STATUSES: tuple[str, ...] = ("accepted", "attached")  # rows the later stages read
+
+# SQL for "a channel was delivered at all" (1) or not (0), so the gate never selects the free-text
+# `channel_raw` itself: the suites only need to know whether it was given.
+CHANNEL_GIVEN_SQL = "CASE WHEN channel_raw IS NULL THEN 0 ELSE 1 END"
+
+
+def stage_module(stage: str) -> ModuleType:
+    """The module of a stage's suite; a ValueError names the known stages."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown validation stage {stage!r}: use one of {', '.join(STAGES)}.")
+    return importlib.import_module(f"expectations.{stage}")
+
+
+def suite_for(stage: str):
+    """The stage's `gx.ExpectationSuite`, freshly built."""
+    return stage_module(stage).suite()
+
+
+def __getattr__(name: str) -> Any:  # lazy: `from expectations import run_gate` imports GX only then
+    if name in ("GateResult", "run_gate", "gate_for"):
+        from expectations import gate
+
+        return getattr(gate, name)
+    raise AttributeError(f"module 'expectations' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""One thin Prefect flow per stage, plus the whole lifecycle."""

@@ -1,0 +1,83 @@
+"""Business time: the policy's time zone, working days, calendar months and sales years."""
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from leadflow.policy import Policy
+
+
+def zone(policy: Policy) -> ZoneInfo:
+    return ZoneInfo(policy.timezone)
+
+
+def local(t: dt.datetime, policy: Policy) -> dt.datetime:
+    """`t` in business time."""
+    return t.astimezone(zone(policy))
+
+
+def iso(t: dt.datetime | None, policy: Policy) -> str | None:
+    return None if t is None else local(t, policy).isoformat()
+
+
+def add_months(t: dt.datetime, months: int) -> dt.datetime:
+    """Calendar months: from 31 August, one month ends on the last day of September."""
+    month0 = t.month - 1 + months
+    year, month = t.year + month0 // 12, month0 % 12 + 1
+    day = min(t.day, calendar.monthrange(year, month)[1])
+    return t.replace(year=year, month=month, day=day)
+
+
+def is_working_day(day: dt.date, policy: Policy) -> bool:
+    wd = policy.working_days
+    if day in wd.makeup_days:
+        return True
+    if day in wd.holidays:
+        return False
+    return day.isoweekday() in wd.weekdays
+
+
+def end_of_working_day_after(t: dt.datetime, n: int, policy: Policy) -> dt.datetime:
+    """The closing time of the n-th working day after the (business) day of `t`."""
+    day = local(t, policy).date()
+    while n > 0:
+        day += dt.timedelta(days=1)
+        if is_working_day(day, policy):
+            n -= 1
+    return dt.datetime.combine(day, policy.working_days.closing_time, tzinfo=zone(policy))
+
+
+def month_key(t: dt.datetime, policy: Policy) -> tuple[int, int]:
+    lt = local(t, policy)
+    return lt.year, lt.month
+
+
+def sales_year(t: dt.datetime, policy: Policy) -> int:
+    lt = local(t, policy)
+    return lt.year if lt.month >= policy.sales_year_start_month else lt.year - 1
+
+
+def start_of_day(t: dt.datetime, policy: Policy) -> dt.datetime:
+    lt = local(t, policy)
+    return lt.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def week_index(t: dt.datetime, epoch: dt.date, policy: Policy) -> int:
+    """Weeks (Monday 00:00 to Monday 00:00) since the week that contains `epoch`."""
+    day = local(t, policy).date()
+    monday = day - dt.timedelta(days=day.weekday())
+    epoch_monday = epoch - dt.timedelta(days=epoch.weekday())
+    return (monday - epoch_monday).days // 7
+
+
+def month_starts_between(after: dt.datetime, upto: dt.datetime, policy: Policy, months: tuple[int, ...] = tuple(range(1, 13))):
+    """Business-time 1st-of-month 00:00 instants t with after < t <= upto, in the given months."""
+    lt = local(after, policy)
+    cur = lt.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    while cur <= upto:
+        if cur > after and cur.month in months:
+            out.append(cur)
+        cur = add_months(cur, 1)
+    return out

@@ -1,0 +1,204 @@
+"""The policy: every number and switch of the rulebook, validated on load, with a content version."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_POLICY_PATH = Path(__file__).with_name("default.yaml")
+TIERS = ("A", "B", "C", "D", "below_d")
+ALL_TIERS = TIERS + ("unclassified", "non_target")
+GRADES = ("A", "B", "C", "D")
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message is one sentence naming the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkingDays(_Strict):
+    closing_time: dt.time = dt.time(18, 0)
+    weekdays: tuple[int, ...] = (1, 2, 3, 4, 5)
+    holidays: tuple[dt.date, ...] = ()
+    makeup_days: tuple[dt.date, ...] = ()
+
+
+class Registration(_Strict):
+    amount_cap_yuan: float = Field(1_000_000_000, gt=0)
+    company_channels: tuple[str, ...]
+    self_channel: str = "self"
+
+
+class Validation(_Strict):
+    max_bad_fraction: float = Field(0.2, ge=0, le=1)
+    min_rows_for_fraction: int = Field(20, ge=1)
+
+
+class Grading(_Strict):
+    closes_for_grade: int = Field(2, ge=1)
+    records_begin: dt.date | None = None
+
+
+class Misjudgment(_Strict):
+    count: int = Field(ge=1)
+    months: int = Field(ge=1)
+    pause_rounds: int = 0
+    suspend_days: int = 0
+    hotline_ban_months: int = 0
+
+
+class Allocation(_Strict):
+    rotation_epoch: dt.date | None = None
+    capacity_per_tier: dict[str, int] = {}
+    manager_tiers: tuple[str, ...] = ("unclassified", "non_target")
+
+    @field_validator("capacity_per_tier")
+    @classmethod
+    def _known_tiers(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = [t for t in v if t not in ALL_TIERS]
+        if bad:
+            raise ValueError(f"unknown tier {bad[0]!r}")
+        return v
+
+
+class Suspension(_Strict):
+    violation_days: tuple[int, ...] = (7, 15, 30)
+    leaves_per_month: int = 5
+    late_entry_fine_yuan: float = 20
+    late_entry_pause_every: int = Field(5, ge=1)
+    late_abcd_fine_yuan: float = 20
+    late_table_hours: tuple[int, ...] = (24, 48, 168)
+    no_contact_pause_rounds: int = 1
+    malicious_omission_fine_yuan: float = 100
+    malicious_omissions_to_depart: int = 2
+
+
+class Sla(_Strict):
+    first_contact_minutes: int = 10
+    crm_entry_hours: int = 24
+    call_register_working_days: int = 1
+    abcd_working_days: int = 1
+    abcd_min_tier: str = "C"
+    audit_held_days: int = 30
+    audit_quiet_days: int = 30
+    audit_grace_days: int = 7
+
+
+class DormantReturn(_Strict):
+    enabled: bool = False
+    months: int = 6
+
+
+class Conversion(_Strict):
+    period_months: dict[str, int]
+    exempt_step: int = Field(4, ge=1, le=6)
+    previous_owner_commission: float = Field(0.3, ge=0, le=1)
+    previous_owner_max_quiet_days: int = 30
+    dormant_return: DormantReturn = DormantReturn()
+
+
+class Disputes(_Strict):
+    protection_days: int = 30
+    maintain_days: int = 15
+    same_day_split: float = Field(0.5, ge=0, le=1)
+    claim_window_days: int = 3
+    unknowing_close_split: float = Field(0.5, ge=0, le=1)
+    unknowing_help_share: float = Field(0.3, ge=0, le=1)
+    knowing_fine_yuan: float = 1000
+
+
+class Policy(_Strict):
+    """The whole policy; `version` is a hash of its content and goes on every ledger entry."""
+
+    timezone: str = "Asia/Shanghai"
+    working_days: WorkingDays = WorkingDays()
+    sales_year_start_month: int = Field(1, ge=1, le=12)
+    registration: Registration
+    validation: Validation = Validation()
+    tiers: dict[str, float]
+    grading: Grading = Grading()
+    misjudgment: tuple[Misjudgment, ...] = ()
+    allocation: Allocation = Allocation()
+    suspension: Suspension = Suspension()
+    sla: Sla = Sla()
+    conversion: Conversion
+    disputes: Disputes = Disputes()
+
+    @field_validator("tiers")
+    @classmethod
+    def _four_tiers(cls, v: dict[str, float]) -> dict[str, float]:
+        if set(v) != set(GRADES):
+            raise ValueError("must give a minimum amount for exactly A, B, C and D")
+        if not v["A"] >= v["B"] >= v["C"] >= v["D"] >= 0:
+            raise ValueError("minimums must not increase from A down to D")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @property
+    def version(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in (over or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _first_problem(err: ValidationError, source: str) -> str:
+    problem = err.errors()[0]
+    key = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+    msg = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        msg = "is not a policy key"
+    return f"{source}: policy key '{key}' {msg}."
+
+
+def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Policy:
+    """Load the default policy, a replacement file on top of it, then overrides; validate the result."""
+    data = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
+    source = "the default policy"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text) or {}
+        except OSError as e:
+            raise PolicyError(f"{path}: cannot read the policy file ({e.strerror}).") from None
+        except yaml.YAMLError as e:
+            raise PolicyError(f"{path}: the policy file is not valid YAML ({e.__class__.__name__}).") from None
+        if not isinstance(loaded, dict):
+            raise PolicyError(f"{path}: the policy file must be a mapping of policy keys.")
+        data = _merge(data, loaded)
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise PolicyError("policy overrides must be a mapping of policy keys.")
+        data = _merge(data, overrides)
+        source = f"{source} with overrides"
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as e:
+        raise PolicyError(_first_problem(e, source)) from None

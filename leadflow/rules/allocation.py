@@ -1,0 +1,199 @@
+"""R-ALLOC: who receives a lead — department rotation, grade match, round-robin, skips, replacements."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from leadflow.rules.tiers import eligible_tiers, grades_for_tier
+
+MANAGER_TIERS = ("unclassified", "non_target")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A person as allocation sees them at `now` (the stage works these out from the store)."""
+
+    id: str
+    department: str | None
+    role: str
+    grade: str | None
+    rank: int | None
+    active: bool = True
+    suspended_until: dt.datetime | None = None  # the end of a suspension in force, if any
+    on_leave: bool = False
+    paused: dict[str, int] = field(default_factory=dict)
+    barred: frozenset[str] = frozenset()
+    open_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Roster:
+    departments: tuple[str, ...]  # base rotation order
+    people: dict[str, Candidate]
+    department_suspended: dict[str, dt.datetime] = field(default_factory=dict)
+    capacity: dict[str, int] = field(default_factory=dict)
+
+    def sales_of(self, department: str, grade: str | None) -> list[Candidate]:
+        """R-ALLOC-2: rank order, rank 1 first; the unranked after the ranked, by id."""
+        people = [p for p in self.people.values()
+                  if p.department == department and p.role == "sales" and p.grade == grade]
+        return sorted(people, key=lambda p: (p.rank is None, p.rank or 0, p.id))
+
+    def managers_of(self, department: str) -> list[Candidate]:
+        return sorted((p for p in self.people.values() if p.department == department and p.role == "manager"),
+                      key=lambda p: p.id)
+
+
+@dataclass(frozen=True)
+class Debt:
+    """A replacement owed (R-ALLOC-6)."""
+
+    id: int
+    person: str
+    tier: str
+
+
+@dataclass
+class Decision:
+    tier: str
+    person: str | None = None
+    department: str | None = None
+    rule: str = "R-ALLOC-5"
+    debt_id: int | None = None
+    pointer_updates: dict[str, str] = field(default_factory=dict)
+    consumed_pauses: list[str] = field(default_factory=list)  # people who use up one round of `tier`
+    explanation: dict = field(default_factory=dict)
+
+
+def week_order(departments: tuple[str, ...], week: int) -> tuple[str, ...]:
+    """R-ALLOC-1: the base order shifted by one every Monday."""
+    if not departments:
+        return ()
+    k = week % len(departments)
+    return departments[k:] + departments[:k]
+
+
+def blocking_reason(p: Candidate, tier: str, roster: Roster, exclude: frozenset[str]) -> str | None:
+    """Why `p` cannot receive a lead of `tier` now (R-ALLOC-3, R-ALLOC-4, R-SUSP-7); pauses aside."""
+    if p.id in exclude:
+        return "previous owner excluded"
+    if not p.active:
+        return "departed (R-CONV-6)"
+    if p.suspended_until is not None:
+        return "suspended (R-SUSP)"
+    if p.department in roster.department_suspended:
+        return "department suspended (R-SUSP-4)"
+    if p.on_leave:
+        return "on leave (R-SUSP-2)"
+    if p.role == "sales" and tier not in MANAGER_TIERS and tier not in eligible_tiers(p.grade):
+        return "grade not eligible (R-ALLOC-3)"
+    if tier in p.barred:
+        return "barred from the tier until a close (R-SUSP-7)"
+    cap = roster.capacity.get(tier)
+    if cap is not None and p.open_counts.get(tier, 0) >= cap:
+        return "at capacity (R-ALLOC-4)"
+    return None
+
+
+def _round_robin(people: list[Candidate], last: str | None) -> list[Candidate]:
+    """The people in turn, starting after the last one chosen."""
+    ids = [p.id for p in people]
+    if last in ids:
+        i = ids.index(last) + 1
+        return people[i:] + people[:i]
+    return people
+
+
+def serve_replacement(tier: str, debts: list[Debt], roster: Roster) -> Decision | None:
+    """R-ALLOC-6: the oldest debt of this tier whose owner could receive it now; pauses don't matter."""
+    for debt in debts:
+        if debt.tier != tier or debt.person not in roster.people:
+            continue
+        p = roster.people[debt.person]
+        if blocking_reason(p, tier, roster, frozenset()) is None:
+            return Decision(tier=tier, person=p.id, department=p.department, rule="R-ALLOC-6", debt_id=debt.id,
+                            explanation={"rule": "R-ALLOC-6", "reason": "replacement owed, served ahead of the rotation",
+                                         "debt": debt.id})
+    return None
+
+
+def next_owner(
+    tier: str,
+    roster: Roster,
+    pointers: dict[str, str],
+    week: int,
+    exclude: frozenset[str] = frozenset(),
+    debts: list[Debt] = (),
+    reoffer: bool = False,
+) -> Decision:
+    """Decide who receives a lead of `tier` now; the decision explains itself."""
+    served = serve_replacement(tier, list(debts), roster) if tier not in MANAGER_TIERS else None
+    if served:
+        return served
+    order = week_order(roster.departments, week)
+    key = f"dept:{tier}"
+    start = int(pointers.get(key, 0)) % len(order) if order else 0
+    decision = Decision(tier=tier)
+    considered: list[dict] = []
+    paused_passed: list[str] = []
+    for offset in range(len(order)):
+        index = (start + offset) % len(order)
+        dept = order[index]
+        if dept in roster.department_suspended:
+            considered.append({"department": dept, "skipped": "department suspended (R-SUSP-4)"})
+            continue
+        if tier in MANAGER_TIERS:
+            chosen = _pick_manager(dept, tier, roster, pointers, exclude, considered, decision)
+        else:
+            chosen = _pick_salesperson(dept, tier, roster, pointers, exclude, considered, paused_passed, decision)
+        if chosen:
+            decision.person, decision.department = chosen.id, dept
+            decision.rule = "R-ALLOC-3" if tier in MANAGER_TIERS else "R-ALLOC-2"
+            decision.pointer_updates[key] = str((index + 1) % len(order))
+            decision.consumed_pauses = list(paused_passed)
+            break
+    else:
+        # R-ALLOC-4: everyone who could take it was paused -> each uses up a round, unless re-offered.
+        decision.consumed_pauses = [] if reoffer else list(paused_passed)
+    decision.explanation = {
+        "tier": tier, "week_order": list(order), "start_department": order[start] if order else None,
+        "considered": considered, "chosen": decision.person, "department": decision.department,
+        "rule": decision.rule, "paused_rounds_used": decision.consumed_pauses,
+        "excluded": sorted(exclude),
+    }
+    return decision
+
+
+def _pick_salesperson(dept, tier, roster, pointers, exclude, considered, paused_passed, decision):
+    for grade in grades_for_tier(tier):
+        rr_key = f"rr:{dept}:{tier}:{grade or 'ungraded'}"
+        for p in _round_robin(roster.sales_of(dept, grade), pointers.get(rr_key)):
+            reason = blocking_reason(p, tier, roster, exclude)
+            if reason is None and p.paused.get(tier, 0) > 0:
+                reason = "paused for a round (R-ALLOC-4)"
+                paused_passed.append(p.id)
+            considered.append({"department": dept, "grade": grade, "person": p.id,
+                               **({"skipped": reason} if reason else {"chosen": True})})
+            if reason is None:
+                decision.pointer_updates[rr_key] = p.id
+                return p
+    return None
+
+
+def _pick_manager(dept, tier, roster, pointers, exclude, considered, decision):
+    mgr_key = f"mgr:{dept}"
+    for p in _round_robin(roster.managers_of(dept), pointers.get(mgr_key)):
+        reason = blocking_reason(p, tier, roster, exclude)
+        considered.append({"department": dept, "role": "manager", "person": p.id,
+                           **({"skipped": reason} if reason else {"chosen": True})})
+        if reason is None:
+            decision.pointer_updates[mgr_key] = p.id
+            return p
+    return None
+
+
+def can_receive_now(p: Candidate, tier: str, roster: Roster) -> str | None:
+    """R-ALLOC-3 hand-on: None when salesperson `p` could receive a lead of `tier` now; pauses aside."""
+    if p.role != "sales":
+        return "not a salesperson"
+    return blocking_reason(p, tier, roster, frozenset())

@@ -1,0 +1,34 @@
+"""One settings object: where the database, the policy and the data folder are (env LEADFLOW_*)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_")
+
+    data_dir: Path = PROJECT_DIR / "data"
+    database_url: str = ""
+    policy_file: Path | None = None
+    notifier: str = "log"  # log | webhook:<prefect block name>
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'leadflow.db'}"
+
+    @property
+    def docs_dir(self) -> Path:
+        return self.data_dir / "gx_docs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

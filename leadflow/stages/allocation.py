@@ -1,0 +1,142 @@
+"""The allocation stage: offer pool leads, oldest first, decide in memory, write in bulk (R-ALLOC)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
+
+from leadflow.clock import week_index
+from leadflow.rules.allocation import Debt, Decision, Roster, next_owner
+from leadflow.stages.context import StageContext, rotation_epoch
+from leadflow.store import ledger
+from leadflow.store.models import Assignment, Customer, Pause, ReplacementDebt, RotationPointer
+
+
+def load_pointers(conn: Connection) -> dict[str, str]:
+    return dict(conn.execute(select(RotationPointer.key, RotationPointer.value)).all())
+
+
+def save_pointers(conn: Connection, before: dict[str, str], after: dict[str, str]) -> None:
+    table = RotationPointer.__table__
+    removed = [k for k in before if k not in after]
+    if removed:
+        conn.execute(table.delete().where(table.c.key.in_(removed)))
+    changed = {k: v for k, v in after.items() if k in before and before[k] != v}
+    for k, v in changed.items():
+        conn.execute(table.update().where(table.c.key == k).values(value=v))
+    added = [{"key": k, "value": v} for k, v in after.items() if k not in before]
+    if added:
+        conn.execute(table.insert(), added)
+
+
+def pointers_for_week(pointers: dict[str, str], week: int) -> dict[str, str]:
+    """R-ALLOC-1: every Monday each tier's department pointer restarts at the new first department."""
+    if pointers.get("week") == str(week):
+        return dict(pointers)
+    fresh = {k: v for k, v in pointers.items() if not k.startswith("dept:")}
+    fresh["week"] = str(week)
+    return fresh
+
+
+def load_debts(conn: Connection) -> list[Debt]:
+    rows = conn.execute(select(ReplacementDebt.id, ReplacementDebt.person_id, ReplacementDebt.tier)
+                        .where(ReplacementDebt.served_at.is_(None))
+                        .order_by(ReplacementDebt.owed_since, ReplacementDebt.id)).all()
+    return [Debt(id=i, person=p, tier=t) for i, p, t in rows]
+
+
+def _apply_to_roster(roster: Roster, d: Decision) -> Roster:
+    """Keep the in-memory roster true to the decisions already made in this batch."""
+    people = dict(roster.people)
+    for pid in d.consumed_pauses:
+        p = people[pid]
+        people[pid] = dataclasses.replace(p, paused={**p.paused, d.tier: p.paused.get(d.tier, 0) - 1})
+    if d.person:
+        p = people[d.person]
+        people[d.person] = dataclasses.replace(
+            p, open_counts={**p.open_counts, d.tier: p.open_counts.get(d.tier, 0) + 1})
+    return dataclasses.replace(roster, people=people)
+
+
+def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Roster,
+             leads: list[dict], exclude: dict[int, frozenset[str]] | None = None,
+             kind: str = "allocation", reason: str = "allocated by rotation") -> dict:
+    """Decide owners for `leads` (dicts with id, tier, pooled_at) in order, then write everything in bulk."""
+    exclude = exclude or {}
+    week = week_index(now, rotation_epoch(conn, ctx, now), ctx.policy)
+    before = load_pointers(conn)
+    pointers = pointers_for_week(before, week)
+    debts = load_debts(conn)
+    assignments, ledger_rows, pauses, served, pooled, to_pool_first = [], [], [], [], [], []
+    owners: dict[int, tuple[str, str]] = {}
+    for lead in leads:
+        d = next_owner(lead["tier"], roster, pointers, week, exclude.get(lead["id"], frozenset()), debts,
+                       reoffer=lead.get("pooled_at") is not None)
+        pointers.update(d.pointer_updates)
+        roster = _apply_to_roster(roster, d)
+        for pid in d.consumed_pauses:
+            pauses.append({"person_id": pid, "tier": d.tier, "rounds": -1, "at": now, "rule_id": "R-ALLOC-4",
+                           "reason": f"paused round used: passed over for customer {lead['id']}"})
+        if d.debt_id is not None:
+            debts = [x for x in debts if x.id != d.debt_id]
+            served.append((d.debt_id, lead["id"]))
+        if d.person is None:
+            if lead.get("pooled_at") is None:
+                to_pool_first.append(lead["id"])
+                ledger_rows.append(ledger.entry(now, "R-ALLOC-5", "pooled", "no eligible salesperson anywhere: "
+                                                "the lead stays in the company pool", customer_id=lead["id"],
+                                                explanation=d.explanation))
+            pooled.append(lead["id"])
+            continue
+        owners[lead["id"]] = (d.person, d.department)
+        a_kind = "replacement" if d.rule == "R-ALLOC-6" else ("manager" if d.rule == "R-ALLOC-3" else kind)
+        assignments.append({"customer_id": lead["id"], "person_id": d.person, "department_id": d.department,
+                            "kind": a_kind, "rule_id": d.rule, "tier": d.tier, "started_at": now,
+                            "clock_start": now, "exempt": False, "bound": d.rule != "R-ALLOC-3",
+                            "policy_version": ctx.policy.version})
+        ledger_rows.append(ledger.entry(now, d.rule, "allocate", reason, customer_id=lead["id"],
+                                        person_id=d.person, from_person_id=lead.get("from_person"),
+                                        department_id=d.department, explanation=d.explanation))
+    _write(conn, now, assignments, owners, pauses, served, to_pool_first)
+    save_pointers(conn, before, pointers)
+    ledger.append(conn, ledger_rows, ctx.policy.version, ctx.flow_run_id)
+    return {"offered": len(leads), "allocated": len(owners), "pooled": len(pooled),
+            "decisions": [r for r in ledger_rows]}
+
+
+def _write(conn, now, assignments, owners, pauses, served, to_pool_first):
+    if assignments:
+        conn.execute(Assignment.__table__.insert(), assignments)
+    ct = Customer.__table__
+    if owners:  # one executemany, not one statement per lead
+        conn.execute(ct.update().where(ct.c.id == bindparam("cid"))
+                     .values(status="assigned", owner_id=bindparam("person"), department_id=bindparam("dept"),
+                             pooled_at=None),
+                     [{"cid": c, "person": p, "dept": d} for c, (p, d) in owners.items()])
+    if to_pool_first:
+        conn.execute(ct.update().where(ct.c.id.in_(to_pool_first)).values(pooled_at=now))
+    if pauses:
+        conn.execute(Pause.__table__.insert(), pauses)
+    rt = ReplacementDebt.__table__
+    if served:
+        conn.execute(rt.update().where(rt.c.id == bindparam("debt")).values(
+            served_at=now, served_customer_id=bindparam("cid")), [{"debt": d, "cid": c} for d, c in served])
+
+
+def pool_leads(conn: Connection) -> list[dict]:
+    """R-ALLOC-5: leads waiting in the pool, oldest first."""
+    rows = conn.execute(select(Customer.id, Customer.tier, Customer.pooled_at)
+                        .where(Customer.status == "pool").order_by(Customer.created_at, Customer.id)).mappings()
+    return [dict(r) for r in rows]
+
+
+def allocate_pool(conn: Connection, ctx: StageContext, now: dt.datetime) -> dict:
+    """Offer every lead in the pool, oldest first (new ones and ones waiting)."""
+    from leadflow.stages.roster import load_roster
+
+    leads = pool_leads(conn)
+    if not leads:
+        return {"offered": 0, "allocated": 0, "pooled": 0, "decisions": []}
+    return allocate(conn, ctx, now, load_roster(conn, ctx.policy, now), leads)

@@ -1,0 +1,47 @@
+"""What every stage is given: the database, the policy, the flow run that acts, and the wired gate."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from leadflow.clock import local
+from leadflow.policy import Policy
+from leadflow.store.models import Meta
+
+# gate(conn, stage, registration_ids, now) -> {"passed": [...], "quarantined": {id: [reasons]}, "docs": str|None}
+Gate = Callable[..., dict[str, Any]]
+
+
+@dataclass
+class StageContext:
+    engine: Engine
+    policy: Policy
+    flow_run_id: str | None = None
+    gate: Gate | None = None
+    notify: Callable[[list[dict]], None] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_meta(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(Meta.value).where(Meta.key == key)).scalar()
+
+
+def set_meta_once(conn: Connection, key: str, value: str) -> str:
+    """Record a fact the first time it is known; later calls keep the first value."""
+    current = get_meta(conn, key)
+    if current is None:
+        conn.execute(Meta.__table__.insert().values(key=key, value=value))
+        return value
+    return current
+
+
+def rotation_epoch(conn: Connection, ctx: StageContext, now: dt.datetime) -> dt.date:
+    """R-ALLOC-1: the policy's epoch, else the first day allocation ran on this store."""
+    if ctx.policy.allocation.rotation_epoch:
+        return ctx.policy.allocation.rotation_epoch
+    first_day = local(now, ctx.policy).date().isoformat()
+    return dt.date.fromisoformat(set_meta_once(conn, "rotation_epoch", first_day))

@@ -1,0 +1,59 @@
+"""Load the roster as allocation sees it at `now`: one query per table, never one per person."""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from leadflow.policy import Policy
+from leadflow.rules.allocation import Candidate, Roster
+from leadflow.rules.suspensions import Interval, suspended_until
+from leadflow.store.models import Assignment, Bar, Department, Leave, Pause, Person, Suspension
+
+
+def load_suspensions(conn: Connection, kind: str, now: dt.datetime) -> dict[str, dt.datetime]:
+    """subject id -> end of the longest suspension in force at `now`."""
+    rows = conn.execute(select(Suspension.subject_id, Suspension.starts_at, Suspension.ends_at)
+                        .where(Suspension.subject_kind == kind, Suspension.starts_at <= now,
+                               Suspension.ends_at > now)).all()
+    by_subject: dict[str, list[Interval]] = defaultdict(list)
+    for subject, start, end in rows:
+        by_subject[subject].append(Interval(start, end))
+    return {s: suspended_until(iv, now) for s, iv in by_subject.items()}
+
+
+def load_paused(conn: Connection) -> dict[str, dict[str, int]]:
+    rows = conn.execute(select(Pause.person_id, Pause.tier, func.sum(Pause.rounds))
+                        .group_by(Pause.person_id, Pause.tier)).all()
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for person, tier, rounds in rows:
+        if rounds and rounds > 0:
+            out[person][tier] = int(rounds)
+    return out
+
+
+def load_roster(conn: Connection, policy: Policy, now: dt.datetime) -> Roster:
+    departments = tuple(conn.execute(select(Department.id).order_by(Department.position, Department.id)).scalars())
+    suspended = load_suspensions(conn, "person", now)
+    dept_suspended = load_suspensions(conn, "department", now)
+    on_leave = set(conn.execute(select(Leave.person_id).where(Leave.at <= now, Leave.until > now)).scalars())
+    paused = load_paused(conn)
+    barred: dict[str, set[str]] = defaultdict(set)
+    for person, tier in conn.execute(select(Bar.person_id, Bar.tier).where(Bar.lifted_at.is_(None))):
+        barred[person].add(tier)
+    open_counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for person, tier, n in conn.execute(select(Assignment.person_id, Assignment.tier, func.count())
+                                        .where(Assignment.ended_at.is_(None))
+                                        .group_by(Assignment.person_id, Assignment.tier)):
+        open_counts[person][tier] = n
+    people = {}
+    for p in conn.execute(select(Person)).mappings():
+        people[p["id"]] = Candidate(
+            id=p["id"], department=p["department_id"], role=p["role"], grade=p["grade"], rank=p["rank"],
+            active=p["active"], suspended_until=suspended.get(p["id"]), on_leave=p["id"] in on_leave,
+            paused=dict(paused.get(p["id"], {})), barred=frozenset(barred.get(p["id"], ())),
+            open_counts=dict(open_counts.get(p["id"], {})))
+    return Roster(departments=departments, people=people, department_suspended=dept_suspended,
+                  capacity=dict(policy.allocation.capacity_per_tier))

@@ -1,0 +1,75 @@
+"""Engines: SQLite by default, PostgreSQL by URL, optionally inside one schema of its own."""
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+
+from leadflow.store.models import Base
+
+
+class StoreError(RuntimeError):
+    """A database that cannot be used; the message is one sentence."""
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str, schema: str | None = None) -> Engine:
+    """An engine for `url`; on PostgreSQL with `schema`, every connection works inside that schema."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise StoreError(f"the database URL is not a valid SQLAlchemy URL: {url.split('@')[-1]!r}.") from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise StoreError(f"unsupported database '{parsed.get_backend_name()}': use sqlite or postgresql.")
+    args = {"connect_timeout": 5}
+    if schema:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise StoreError(f"invalid schema name {schema!r}.")
+        args["options"] = f"-csearch_path={schema}"
+    return create_engine(parsed, connect_args=args, pool_pre_ping=True)
+
+
+def check_connection(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as e:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot connect to the database at {where} ({type(e).__name__}).") from None
+
+
+def create_schema(admin_url: str, prefix: str = "leadflow") -> str:
+    """A fresh PostgreSQL schema with a unique name; returns its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    engine = make_engine(admin_url)
+    check_connection(engine)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    engine.dispose()
+    return name
+
+
+def drop_schema(admin_url: str, name: str) -> None:
+    engine = make_engine(admin_url)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table directly (fresh replay databases); real databases use the migrations."""
+    Base.metadata.create_all(engine)

@@ -1,0 +1,342 @@
+"""The store's tables. Times are stored as UTC; every state change has its own timestamp."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, naive UTC on disk (the same on SQLite and PostgreSQL)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime, dict: JSON, list: JSON}
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int]  # base rotation order (R-ALLOC-1)
+
+
+class Person(Base):
+    __tablename__ = "people"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"))
+    role: Mapped[str] = mapped_column(String(20))  # sales | manager | receptionist
+    grade: Mapped[str | None] = mapped_column(String(8))
+    rank: Mapped[int | None]
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    departed_at: Mapped[dt.datetime | None]
+    graded_at: Mapped[dt.datetime | None]
+
+
+class Registration(Base):
+    """One delivered registration row, raw and normalised, whatever became of it (R-REG-1, R-VAL-2)."""
+
+    __tablename__ = "registrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(String(64), index=True)
+    row_number: Mapped[int]
+    ref: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str | None] = mapped_column(String(32))
+    channel_raw: Mapped[str | None] = mapped_column(Text)
+    external_ref: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(String(32))  # normalised; never leaves the store unmasked
+    phone_masked: Mapped[str | None] = mapped_column(String(32))
+    phone_kind: Mapped[str] = mapped_column(String(16))  # mobile | landline | invalid | missing
+    amount_raw: Mapped[str | None] = mapped_column(Text)
+    amount_yuan: Mapped[float | None] = mapped_column(Float)
+    amount_status: Mapped[str] = mapped_column(String(16))  # ok | blank | invalid | negative | absurd
+    inquiry: Mapped[str | None] = mapped_column(Text)
+    region: Mapped[str | None] = mapped_column(Text)
+    target: Mapped[bool | None]
+    registered_at: Mapped[dt.datetime | None]
+    registered_by: Mapped[str | None] = mapped_column(String(64))
+    by_known: Mapped[bool] = mapped_column(Boolean, default=True)
+    raw: Mapped[dict | None]
+    status: Mapped[str] = mapped_column(String(16), default="staged")  # staged|accepted|attached|quarantined
+    reasons: Mapped[list | None]
+    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    staged_at: Mapped[dt.datetime]
+    decided_at: Mapped[dt.datetime | None]
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ref: Mapped[str | None] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(Text)
+    tier: Mapped[str] = mapped_column(String(16))
+    amount_yuan: Mapped[float | None] = mapped_column(Float)
+    target: Mapped[bool | None]
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # pool | assigned | converted | invalid
+    owner_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
+    department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"))
+    self_found: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+    pooled_at: Mapped[dt.datetime | None]
+    tiered_at: Mapped[dt.datetime | None]
+    converted_at: Mapped[dt.datetime | None]
+    invalid_at: Mapped[dt.datetime | None]
+    invalid_reason: Mapped[str | None] = mapped_column(String(32))
+    __table_args__ = (Index("ix_customers_status", "status"),)
+
+
+class CustomerPhone(Base):
+    """Every number that reaches a customer: its own, aliases (R-REG-5), relatives (R-REG-6)."""
+
+    __tablename__ = "customer_phones"
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    relation: Mapped[str] = mapped_column(String(16))  # primary | alias | household
+    linked_at: Mapped[dt.datetime]
+
+
+class Assignment(Base):
+    """A period of ownership; at most one open per customer, enforced by a partial unique index."""
+
+    __tablename__ = "assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # allocation|manager|hand_on|self|takeover|exchange|replacement
+    rule_id: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[dt.datetime]
+    clock_start: Mapped[dt.datetime]  # conversion clock; an exchange carries it (R-CONV-4)
+    exempt: Mapped[bool] = mapped_column(Boolean, default=False)  # step 4 reached (R-CONV-2)
+    bound: Mapped[bool] = mapped_column(Boolean, default=True)  # holds SLA obligations
+    ended_at: Mapped[dt.datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    policy_version: Mapped[str] = mapped_column(String(16))
+    __table_args__ = (
+        Index("uq_assignments_open", "customer_id", unique=True,
+              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+    )
+
+
+class Suspension(Base):
+    """No allocation to a person or department from starts_at until ends_at (an expiry)."""
+
+    __tablename__ = "suspensions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_kind: Mapped[str] = mapped_column(String(16))  # person | department
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    starts_at: Mapped[dt.datetime]
+    ends_at: Mapped[dt.datetime]
+    rule_id: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Pause(Base):
+    """Rounds paused (+n) and consumed (-1) per person and tier (R-ALLOC-4)."""
+
+    __tablename__ = "pauses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    tier: Mapped[str] = mapped_column(String(16))
+    rounds: Mapped[int]
+    at: Mapped[dt.datetime]
+    rule_id: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class Leave(Base):
+    __tablename__ = "leaves"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # personal | sick
+    at: Mapped[dt.datetime]
+    until: Mapped[dt.datetime]  # the end of that calendar day
+
+
+class Violation(Base):
+    __tablename__ = "violations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_kind: Mapped[str] = mapped_column(String(16))  # person | department
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # company_rule | malicious_omission | late_table
+    at: Mapped[dt.datetime]
+
+
+class Fine(Base):
+    __tablename__ = "fines"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    amount_yuan: Mapped[float] = mapped_column(Float)
+    at: Mapped[dt.datetime]
+    rule_id: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    source_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+
+class Bar(Base):
+    """R-SUSP-7: no leads of a tier until the person closes one of it."""
+
+    __tablename__ = "bars"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    tier: Mapped[str] = mapped_column(String(16))
+    since: Mapped[dt.datetime]
+    lifted_at: Mapped[dt.datetime | None]
+
+
+class RotationPointer(Base):
+    """Where each rotation stands (R-ALLOC-1, R-ALLOC-2, R-ALLOC-3)."""
+
+    __tablename__ = "rotation_pointers"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class Meta(Base):
+    """Facts about the store itself: when its records began, the rotation epoch."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
+class Activity(Base):
+    """What a salesperson did with a customer: contact, CRM entry, registers, follow-ups, sales steps."""
+
+    __tablename__ = "activities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    step: Mapped[int | None]
+    at: Mapped[dt.datetime]
+
+
+class Breach(Base):
+    """An SLA breach, recorded once (R-SLA-6): unique per assignment and rule (and audit listing)."""
+
+    __tablename__ = "breaches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+    rule_id: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime]
+    resolved_at: Mapped[dt.datetime | None]
+
+
+class Deal(Base):
+    __tablename__ = "deals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    closer_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    amount_yuan: Mapped[float] = mapped_column(Float)
+    tier: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime]
+
+
+class Credit(Base):
+    """Who is credited with a deal's performance (业绩) and commission (提成); superseded, never edited."""
+
+    __tablename__ = "credits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # performance | commission
+    share: Mapped[float] = mapped_column(Float)
+    rule_id: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime]
+    superseded_at: Mapped[dt.datetime | None]
+
+
+class Claim(Base):
+    __tablename__ = "claims"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    knowingly: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[dt.datetime]
+
+
+class ReplacementDebt(Base):
+    """A replacement lead owed ahead of the rotation (R-ALLOC-6)."""
+
+    __tablename__ = "replacement_debts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    tier: Mapped[str] = mapped_column(String(16))
+    owed_since: Mapped[dt.datetime]
+    rule_id: Mapped[str] = mapped_column(String(16))
+    served_at: Mapped[dt.datetime | None]
+    served_customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+
+
+class Misjudgment(Base):
+    __tablename__ = "misjudgments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    at: Mapped[dt.datetime]
+
+
+class Ledger(Base):
+    """Append-only: every decision, with its rule, reason, explanation, flow run and policy version (R-ALLOC-7)."""
+
+    __tablename__ = "ledger"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(index=True)
+    rule_id: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    person_id: Mapped[str | None] = mapped_column(String(64))
+    from_person_id: Mapped[str | None] = mapped_column(String(64))
+    department_id: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    explanation: Mapped[dict | None]
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    policy_version: Mapped[str] = mapped_column(String(16))
+    recorded_at: Mapped[dt.datetime]
+
+
+class IntakeBatch(Base):
+    """One delivery (a file or a call); a re-delivered file is recognised by its digest (R-REG-4)."""
+
+    __tablename__ = "intake_batches"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str | None] = mapped_column(String(64))
+    rows_in: Mapped[int] = mapped_column(default=0)
+    accepted: Mapped[int] = mapped_column(default=0)
+    attached: Mapped[int] = mapped_column(default=0)
+    quarantined: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class ScheduleMark(Base):
+    """The last `as_of` each time-driven stage ran to, so a replay or a late run catches up once."""
+
+    __tablename__ = "schedule_marks"
+    stage: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ran_to: Mapped[dt.datetime]

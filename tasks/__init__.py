@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over leadflow.stages: each takes a batch, returns counts; retries only around I/O."""

@@ -56,4 +56,4 @@ def stage_context(flow_run_id: str | None = None, database_url: str | None = Non
     engine = make_engine(url)
     check_connection(engine)
     gate = make_gate(url, None, policy, settings.docs_dir) if with_gate else None
-    return StageContext(engine=engine, policy=policy, flow_run_id=flow_run_id, gate=gate)
+    return StageContext(engine=engine, policy=policy, flow_run_id=flow_run_id, gate=gate, notify=make_notifier())

@@ -23,12 +23,20 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.close()
 
 
-def make_engine(url: str, schema: str | None = None) -> Engine:
-    """An engine for `url`; on PostgreSQL with `schema`, every connection works inside that schema."""
+def driver_url(url: str) -> str:
+    """`postgresql://` means psycopg2 here (SQLAlchemy 2.1 would pick psycopg 3, which we do not install)."""
     try:
         parsed = make_url(url)
     except Exception:
         raise StoreError(f"the database URL is not a valid SQLAlchemy URL: {url.split('@')[-1]!r}.") from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, schema: str | None = None) -> Engine:
+    """An engine for `url`; on PostgreSQL with `schema`, every connection works inside that schema."""
+    parsed = make_url(driver_url(url))
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -1,0 +1,49 @@
+"""R-VAL-1 allocation suite: the decided registrations whose customers the allocation reads
+(R-ALLOC: company leads are allocated; R-REG-8: a `self` lead is owned by its registrant).
+
+Reason codes (R-VAL-2):
+
+- `not_accepted` — the row is not a decided registration (`status` not accepted/attached).
+- `no_customer` — the registration is not linked to a customer (`customer_id` NULL).
+- `phone_format` — the phone is not a mobile or landline.
+- `missing_field` — `registered_at` is NULL; or a `self` lead has no `registered_by` (its owner).
+- `channel` — the channel is NULL or not a known channel id (it decides allocate vs. self-owned).
+- `unknown_person` — a `self` lead's `registered_by` is nobody on the roster (`by_known` false).
+"""
+from __future__ import annotations
+
+import great_expectations as gx
+from great_expectations.expectations.row_conditions import Column
+
+from expectations import DECIDED_STATUSES, KNOWN_CHANNELS, PHONE_KINDS_VALID, SELF_CHANNEL
+
+SELECT: dict[str, str] = {c: c for c in (
+    "status", "customer_id", "phone_kind", "registered_at", "channel", "registered_by", "by_known")}
+REQUIRED: tuple[str, ...] = tuple(SELECT)
+
+
+def suite() -> gx.ExpectationSuite:
+    E = gx.expectations
+    is_self = Column("channel") == SELF_CHANNEL
+    return gx.ExpectationSuite(name="leadflow_allocation", expectations=[
+        E.ExpectColumnValuesToBeInSet(column="status", value_set=list(DECIDED_STATUSES),
+                                      description="The registration was accepted or attached.",
+                                      meta={"reason": "not_accepted"}),
+        E.ExpectColumnValuesToNotBeNull(column="customer_id", description="The registration has a customer.",
+                                        meta={"reason": "no_customer"}),
+        E.ExpectColumnValuesToBeInSet(column="phone_kind", value_set=list(PHONE_KINDS_VALID),
+                                      description="The phone is a mobile or a landline.",
+                                      meta={"reason": "phone_format"}),
+        E.ExpectColumnValuesToNotBeNull(column="registered_at", description="registered_at is given.",
+                                        meta={"reason": "missing_field"}),
+        E.ExpectColumnValuesToNotBeNull(column="channel", description="The channel is given.",
+                                        meta={"reason": "channel"}),
+        E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(KNOWN_CHANNELS),
+                                      description="The channel is a known channel id.", meta={"reason": "channel"}),
+        E.ExpectColumnValuesToNotBeNull(column="registered_by", row_condition=is_self,
+                                        description="A self-found lead names its finder (R-REG-8).",
+                                        meta={"reason": "missing_field"}),
+        E.ExpectColumnValuesToBeInSet(column="by_known", value_set=[True], row_condition=is_self,
+                                      description="A self-found lead's finder is a known person (R-REG-8).",
+                                      meta={"reason": "unknown_person"}),
+    ])

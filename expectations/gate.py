@@ -1,0 +1,429 @@
+"""The validation gate (R-VAL-1..3): run a stage's expectation suite on registration records in the
+database, through a Great Expectations SQL datasource, and split the rows into passed and
+quarantined (with reason codes).
+
+    result = run_gate("sqlite:///store.db", "intake", batch_id="b-2026-11-23")
+    gate = gate_for(url, schema=None, docs_dir=None)      # what the pipeline wires in
+    result = gate("tiering", ids=[1, 2, 3])
+
+Speed: Great Expectations' import and context set-up cost seconds, so one ephemeral context and
+one SQL datasource are kept per (url, schema, docs_dir) in the process and reused by every call;
+each call adds one query asset (selecting `id` and the stage's checked columns only), validates it
+and removes it again.
+
+Privacy (R-REG-7): the query never selects `phone`, `raw` or `name` (a guard refuses a suite that
+tries), so no phone can reach the validation results, the GateResult or the Data Docs.
+
+Batch failures (R-VAL-3) are reported in `GateResult.batch_error` (one sentence), never raised:
+an empty batch, requested ids that are not in the store, a missing table or column, an expectation
+that could not be evaluated, or too many bad rows. A database that cannot be reached raises
+`GateError`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import re
+import threading
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+# Quiet by default: GX's own log records below WARNING are not wanted in flow logs. An application
+# that configured the "great_expectations" logger itself keeps its setting.
+_gx_logger = logging.getLogger("great_expectations")
+if _gx_logger.level == logging.NOTSET:
+    _gx_logger.setLevel(logging.WARNING)
+
+import great_expectations as gx  # noqa: E402
+from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
+from great_expectations.data_context.types.base import (  # noqa: E402
+    DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig,
+)
+from great_expectations.data_context.types.resource_identifiers import (  # noqa: E402
+    ExpectationSuiteIdentifier, ValidationResultIdentifier,
+)
+
+from expectations import STAGES, stage_module  # noqa: E402
+
+__all__ = ["GateError", "GateResult", "run_gate", "gate_for", "clear_cache", "STAGES"]
+
+log = logging.getLogger("leadflow.gate")
+
+TABLE = "registrations"  # leadflow.store.models.Registration.__tablename__
+# Columns that hold or may hold a phone or a person's free text: never selected (R-REG-7).
+_FORBIDDEN = re.compile(r"\b(phone|raw|name)\b", re.IGNORECASE)
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_SITE = "leadflow"
+
+
+class GateError(RuntimeError):
+    """The gate could not run at all (bad arguments, a database that cannot be reached)."""
+
+
+@dataclass
+class GateResult:
+    """The outcome of one gate run. When `batch_error` is set the stage must not run (R-VAL-3);
+    `passed` / `quarantined` are then still filled where the rows could be validated."""
+
+    stage: str
+    rows_in: int = 0
+    passed: list[int] = field(default_factory=list)
+    quarantined: dict[int, list[str]] = field(default_factory=dict)
+    batch_error: str | None = None
+    docs_path: str | None = None
+    expectations_failed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.batch_error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# targets: one engine, GX context and datasource per (url, schema, docs_dir), reused
+
+
+def _resolve_url(url: str) -> sa.URL:
+    """A SQLAlchemy URL; a driverless postgresql:// falls back to psycopg2 when psycopg (SQLAlchemy
+    2.1's default) is not installed."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise GateError("the database URL is not a valid SQLAlchemy URL.") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise GateError(f"unsupported database '{backend}' for the validation gate: use sqlite or postgresql.")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise GateError("the validation gate needs a SQLite file, not an in-memory database.")
+    if parsed.drivername == "postgresql":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def _where(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True).split("@")[-1]
+
+
+class _Target:
+    def __init__(self, url: str, schema: str | None, docs_dir: Path | None):
+        self.url = _resolve_url(url)
+        self.backend = self.url.get_backend_name()
+        if schema is not None:
+            if self.backend != "postgresql":
+                raise GateError("a schema can only be given for PostgreSQL.")
+            if not _SCHEMA.fullmatch(schema):
+                raise GateError(f"invalid schema name {schema!r}.")
+        self.schema = schema
+        self.table_sql = f'"{schema}".{TABLE}' if schema else TABLE
+        self.docs_dir = docs_dir
+        if self.backend == "sqlite":
+            self.engine: Engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+        else:
+            self.engine = sa.create_engine(self.url, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
+        self.lock = threading.RLock()
+        self.counter = itertools.count(1)
+        self.suites: dict[str, gx.ExpectationSuite] = {}
+        self.docs_suites: set[str] = set()
+        self.context = gx.get_context(mode="ephemeral", project_config=self._config())
+        conn_str = self.url.render_as_string(hide_password=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.backend == "sqlite":
+                self.datasource = self.context.data_sources.add_sqlite(name="leadflow", connection_string=conn_str)
+            else:
+                self.datasource = self.context.data_sources.add_postgres(name="leadflow", connection_string=conn_str)
+
+    def _config(self) -> DataContextConfig:
+        sites: dict = {}
+        if self.docs_dir is not None:
+            sites[_SITE] = {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": str(self.docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        return DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            data_docs_sites=sites,
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        )
+
+    def suite(self, stage: str) -> tuple[gx.ExpectationSuite, Any]:
+        module = stage_module(stage)
+        if stage not in self.suites:
+            suite = module.suite()
+            for out, expr in module.SELECT.items():  # R-REG-7: by construction, not by luck
+                if _FORBIDDEN.search(out) or _FORBIDDEN.search(expr):
+                    raise GateError(f"the {stage} suite selects a forbidden column ({out}); phones never leave the store.")
+            if self.docs_dir is not None:
+                suite = self.context.suites.add(suite)
+            self.suites[stage] = suite
+        return self.suites[stage], module
+
+    # -- the rows of the batch, before GX ------------------------------------------------------
+
+    def select_ids(self, where: str, required: Iterable[str]) -> tuple[list[int] | None, str | None]:
+        """The ids the batch selects; (None, message) when the table or a required column is missing."""
+        cols = ", ".join(["id", *required])
+        probe = f"SELECT id FROM (SELECT {cols} FROM {self.table_sql} WHERE {where}) AS gate_batch"
+        try:
+            with self.engine.connect() as conn:
+                return [int(i) for i in conn.execute(sa.text(probe)).scalars()], None
+        except (sa.exc.ProgrammingError, sa.exc.OperationalError) as e:
+            problem = self._schema_problem(required)
+            if problem:
+                return None, problem
+            raise GateError(f"cannot read the registrations at {_where(self.url)} ({type(e).__name__}).") from None
+
+    def _schema_problem(self, required: Iterable[str]) -> str | None:
+        try:
+            insp = sa.inspect(self.engine)
+            if not insp.has_table(TABLE, schema=self.schema):
+                return f"the {TABLE} table does not exist in the database."
+            have = {c["name"] for c in insp.get_columns(TABLE, schema=self.schema)}
+        except Exception:
+            return None
+        missing = [c for c in ("id", *required) if c not in have]
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            return f"the {TABLE} table is missing the required column{plural} {', '.join(missing)}."
+        return None
+
+    # -- GX ------------------------------------------------------------------------------------
+
+    def validate(self, stage: str, suite: gx.ExpectationSuite, module: Any, where: str, n_rows: int, label: str):
+        select = ", ".join(["id", *(expr if expr == out else f"{expr} AS {out}" for out, expr in module.SELECT.items())])
+        query = f"SELECT {select} FROM {self.table_sql} WHERE {where}"
+        result_format = {
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": ["id"],
+            "return_unexpected_index_query": False,
+            # GX truncates a SQL unexpected_index_list at partial_unexpected_count (default 20)
+            "partial_unexpected_count": max(n_rows, 1),
+        }
+        asset_name = f"{stage}_{next(self.counter)}"
+        with self.lock:
+            asset = self.datasource.add_query_asset(name=asset_name, query=query)
+            try:
+                batch = asset.add_batch_definition_whole_table("batch").get_batch()
+                results = batch.validate(suite, result_format=result_format)
+                docs = self._build_docs(stage, suite, results, batch.id, label) if self.docs_dir else None
+            finally:
+                self.datasource.delete_asset(asset_name)
+        return results, docs
+
+    def _build_docs(self, stage: str, suite, results, batch_identifier: str, label: str) -> str:
+        run_id = RunIdentifier(run_name=f"{stage}-{label}", run_time=dt.datetime.now(dt.timezone.utc))
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+            run_id=run_id, batch_identifier=batch_identifier)
+        results.meta["run_id"] = run_id
+        self.context.validation_results_store.set(key, results)
+        resources: list = [key]
+        if stage not in self.docs_suites:  # the suite's own page, once per process
+            resources.append(ExpectationSuiteIdentifier(name=suite.name))
+            self.docs_suites.add(stage)
+        self.context.build_data_docs(site_names=[_SITE], resource_identifiers=resources)
+        return str(Path(self.docs_dir) / "index.html")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_TARGETS: dict[tuple, _Target] = {}
+_TARGETS_LOCK = threading.Lock()
+
+
+def _target(url: str, schema: str | None, docs_dir: str | Path | None) -> _Target:
+    docs = Path(docs_dir).resolve() if docs_dir is not None else None
+    key = (url, schema, str(docs) if docs else None)
+    with _TARGETS_LOCK:
+        target = _TARGETS.get(key)
+        if target is None:
+            target = _TARGETS[key] = _Target(url, schema, docs)
+        return target
+
+
+def clear_cache() -> None:
+    """Forget every cached context and dispose of the engines (tests, or before dropping a schema)."""
+    with _TARGETS_LOCK:
+        for target in _TARGETS.values():
+            target.dispose()
+        _TARGETS.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# the batch's WHERE clause (literal SQL: GX query assets take no bound parameters)
+
+
+def _id_clause(ids: list[int]) -> str:
+    """`id` in the given set, as few ranges as possible (a batch's ids are mostly consecutive)."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    parts, singles = [], []
+    for lo, hi in runs:
+        if hi - lo >= 2:
+            parts.append(f"id BETWEEN {lo} AND {hi}")
+        else:
+            singles.extend(range(lo, hi + 1))
+    if singles:
+        parts.append(f"id IN ({', '.join(map(str, singles))})")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _batch_where(ids: list[int] | None, batch_id: str | None) -> str:
+    clauses = []
+    if batch_id is not None:
+        clauses.append("batch_id = '" + str(batch_id).replace("'", "''") + "'")
+    if ids is not None:
+        clauses.append(_id_clause(ids) if ids else "1 = 0")
+    return " AND ".join(clauses)
+
+
+def _label(ids: list[int] | None, batch_id: str | None) -> str:
+    if batch_id is not None:
+        text = f"batch-{batch_id}"
+    elif ids:
+        text = f"ids-{ids[0]}-{ids[-1]}-n{len(ids)}"
+    else:
+        text = "ids-none"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+# --------------------------------------------------------------------------------------------
+# results -> GateResult
+
+
+def _condition_text(cond: Any) -> str:
+    if cond is None:
+        return ""
+    if isinstance(cond, dict):
+        col = (cond.get("column") or {}).get("name", "?")
+        if cond.get("type") == "nullity":
+            return f"{col} IS {'NULL' if cond.get('is_null') else 'NOT NULL'}"
+        return f"{col} {cond.get('operator', '?')} {cond.get('parameter')!r}"
+    return repr(cond)
+
+
+def _expectation_name(config: Any) -> str:
+    kwargs = config.kwargs or {}
+    name = f"{config.type}({kwargs.get('column', '')})"
+    cond = kwargs.get("row_condition")
+    return f"{name} where {_condition_text(cond)}" if cond else name
+
+
+def _raised(result: Any) -> bool:
+    info = result.exception_info or {}
+    if "raised_exception" in info:
+        return bool(info.get("raised_exception"))
+    return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+
+
+def _read_results(stage: str, results: Any, gate: GateResult) -> str | None:
+    """Fill `quarantined` and `expectations_failed`; a message when a result cannot be trusted."""
+    reasons: dict[int, set[str]] = {}
+    for r in results.results:
+        config = r.expectation_config
+        name = _expectation_name(config)
+        if _raised(r):
+            return f"the {stage} check {name} could not be evaluated."
+        reason = (config.meta or {}).get("reason") or "validation"
+        res = r.result or {}
+        count = int(res.get("unexpected_count") or 0)
+        rows = res.get("unexpected_index_list") or []
+        if count:
+            gate.expectations_failed[name] = count
+        if len(rows) != count:
+            return f"the {stage} check {name} reported {count} failing rows but identified {len(rows)}."
+        for row in rows:
+            reasons.setdefault(int(row["id"]), set()).add(reason)
+    gate.quarantined = {i: sorted(rs) for i, rs in sorted(reasons.items())}
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# the public API
+
+
+def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str | None = None,
+             schema: str | None = None, docs_dir: str | Path | None = None,
+             max_bad_fraction: float = 0.2, min_rows_for_fraction: int = 20) -> GateResult:
+    """Validate the `registrations` rows selected by `batch_id` and/or `ids` (both: the rows of the
+    batch among those ids) with the stage's suite (R-VAL-1). Rows failing an expectation are
+    quarantined with its reason code (R-VAL-2); a broken batch is reported in `batch_error` (R-VAL-3).
+    """
+    if stage not in STAGES:
+        raise GateError(f"unknown validation stage {stage!r}: use one of {', '.join(STAGES)}.")
+    if ids is None and batch_id is None:
+        raise GateError("the gate needs a batch_id or a list of registration ids.")
+    wanted = sorted({int(i) for i in ids}) if ids is not None else None
+    target = _target(url, schema, docs_dir)
+    suite, module = target.suite(stage)
+    gate = GateResult(stage=stage)
+
+    where = _batch_where(wanted, batch_id)
+    found, problem = target.select_ids(where, module.REQUIRED)
+    if problem:
+        gate.batch_error = f"The {stage} gate cannot run: {problem}"
+        return _done(gate)
+    gate.rows_in = len(found)
+    if wanted is not None and batch_id is None and len(found) < len(wanted):
+        absent = sorted(set(wanted) - set(found))
+        shown = ", ".join(map(str, absent[:5])) + (" …" if len(absent) > 5 else "")
+        gate.batch_error = (f"The {stage} batch is broken: {len(absent)} of the {len(wanted)} requested "
+                            f"registrations are not in the store ({shown}).")
+    if not found:
+        what = f"batch {batch_id!r}" if batch_id is not None else "the requested ids"
+        gate.batch_error = f"The {stage} batch is empty: {what} selects no registrations."
+        return _done(gate)
+
+    results, docs = target.validate(stage, suite, module, where, len(found), _label(wanted, batch_id))
+    gate.docs_path = docs
+    untrusted = _read_results(stage, results, gate)
+    if untrusted:
+        gate.batch_error = f"The {stage} gate failed as a whole: {untrusted}"
+    ids_all = set(found) | set(gate.quarantined)  # nothing dropped, even a row added meanwhile
+    gate.rows_in = len(ids_all)
+    gate.passed = sorted(i for i in ids_all if i not in gate.quarantined)
+
+    bad = len(gate.quarantined)
+    if gate.batch_error is None and gate.rows_in >= min_rows_for_fraction and bad / gate.rows_in > max_bad_fraction:
+        gate.batch_error = (f"The {stage} batch failed validation as a whole: {bad} of {gate.rows_in} rows "
+                            f"({bad / gate.rows_in:.0%}) are bad, above the {max_bad_fraction:.0%} threshold.")
+    return _done(gate)
+
+
+def _done(gate: GateResult) -> GateResult:
+    log.info("validation gate %s: %d in, %d passed, %d quarantined%s", gate.stage, gate.rows_in,
+             len(gate.passed), len(gate.quarantined), f"; {gate.batch_error}" if gate.batch_error else "")
+    return gate
+
+
+def gate_for(url: str, schema: str | None = None, docs_dir: str | Path | None = None,
+             max_bad_fraction: float = 0.2, min_rows_for_fraction: int = 20) -> Callable[..., GateResult]:
+    """`gate(stage, ids=None, batch_id=None) -> GateResult` bound to a database (what the pipeline
+    wires in). The context is created at the first call and reused."""
+
+    def gate(stage: str, ids: list[int] | None = None, batch_id: str | None = None) -> GateResult:
+        return run_gate(url, stage, ids=ids, batch_id=batch_id, schema=schema, docs_dir=docs_dir,
+                        max_bad_fraction=max_bad_fraction, min_rows_for_fraction=min_rows_for_fraction)
+
+    gate.url, gate.schema, gate.docs_dir = url, schema, docs_dir  # type: ignore[attr-defined]
+    return gate

@@ -1,0 +1,346 @@
+"""Reading registration files (INTAKE.md): CSV, JSON Lines and .xlsx, one row = one registration (R-REG-1).
+
+The readers only find the columns and hand the values on as written; phones, amounts, channels and times
+are normalised by `leadflow.rules.registration` in the intake stage.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from leadflow.rules.registration import mask_phones_in_text
+
+
+class IntakeFileError(ValueError):
+    """A registration file that cannot be read; the message is one plain sentence naming the file.
+
+    R-REG-7: the message is passed through the phone mask, so a number can never leak through it
+    (not even through a file name).
+    """
+
+    def __init__(self, message: str):
+        super().__init__(mask_phones_in_text(" ".join(str(message).split())))
+
+
+# INTAKE.md: canonical column -> accepted aliases (matched trimmed and case-insensitively).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "channel": ("渠道", "来源"),
+    "name": ("姓名", "客户姓名", "客户"),
+    "phone": ("电话", "手机", "联系方式", "手机号"),
+    "amount": ("预计成交金额", "金额", "预算"),
+    "inquiry": ("咨询内容", "需求"),
+    "registered_at": ("登记时间", "来电时间"),
+    "registered_by": ("登记人", "接听人", "接听客服"),
+    "target": ("是否目标客户",),
+    "region": ("地区", "区域"),
+    "external_ref": ("编号", "来电编号", "订单号"),
+}
+REQUIRED: tuple[str, ...] = ("channel", "phone", "registered_at", "registered_by")  # R-REG-1
+SUPPORTED = (".csv", ".jsonl", ".ndjson", ".xlsx")
+
+_FULLWIDTH_SPACE = "\u3000"
+
+
+def _header_key(header: str) -> str:
+    """How a header is compared: trimmed (also full-width spaces and a stray BOM), case-folded."""
+    return str(header).replace("\ufeff", "").strip(" \t\r\n" + _FULLWIDTH_SPACE).casefold()
+
+
+_LOOKUP: dict[str, str] = {}
+for _canonical, _aliases in COLUMNS.items():
+    for _name in (_canonical, *_aliases):
+        _LOOKUP[_header_key(_name)] = _canonical
+
+
+def canonical_column(header) -> str | None:
+    """The canonical column a header names (`Registered At`, `registered-at`, `登记时间` …), or None."""
+    if header is None:
+        return None
+    key = _header_key(header)
+    if key in _LOOKUP:
+        return _LOOKUP[key]
+    return _LOOKUP.get(re.sub(r"[\s\-]+", "_", key))
+
+
+class _Columns:
+    """The header of one file: which original columns feed which canonical key, and raw names."""
+
+    def __init__(self, file: str, headers: list):
+        self.raw_names: list[str | None] = []
+        seen: dict[str, int] = {}
+        for h in headers:
+            name = _cell_text(h).strip() if h is not None else ""
+            if not name:
+                self.raw_names.append(None)  # a column without a header: kept in raw only if filled
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            self.raw_names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+        self.sources: dict[str, list[int]] = {c: [] for c in COLUMNS}
+        for i, h in enumerate(headers):
+            canonical = canonical_column(h) if h is not None else None
+            if canonical:
+                self.sources[canonical].append(i)
+        for column in REQUIRED:
+            if not self.sources[column]:
+                aliases = "/".join(COLUMNS[column])
+                raise IntakeFileError(f"{file}: required column '{column}' ({aliases}) is missing.")
+
+    def row(self, cells: list, row_number: int) -> dict:
+        record: dict = {}
+        for column, indexes in self.sources.items():
+            value = None
+            for i in indexes:  # several columns for one key: the first one filled, left to right
+                v = cells[i] if i < len(cells) else None
+                if not _blank(v):
+                    value = v
+                    break
+            record[column] = _canonical_value(value)
+        raw: dict[str, str] = {}
+        for i, name in enumerate(self.raw_names):
+            v = cells[i] if i < len(cells) else None
+            if name is None:
+                if _blank(v):
+                    continue
+                name = f"column {i + 1}"
+            raw[name] = "" if v is None else _cell_text(v)
+        for i in range(len(self.raw_names), len(cells)):  # cells beyond the header
+            if not _blank(cells[i]):
+                raw[f"column {i + 1}"] = _cell_text(cells[i])
+        record["row_number"] = row_number
+        record["raw"] = raw
+        return record
+
+
+def _blank(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, float) and math.isnan(v):
+        return True
+    return isinstance(v, str) and not v.strip()
+
+
+def _cell_text(v) -> str:
+    """A cell as a string: integral numbers without '.0', booleans as true/false, datetimes ISO."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isfinite(v) and v == int(v):
+            return str(int(v))
+        return repr(v)
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat(sep=" ") if isinstance(v, dt.datetime) else v.isoformat()
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
+
+
+def _canonical_value(v):
+    """A canonical value: None when blank, a datetime kept as is, anything else as a string."""
+    if _blank(v):
+        return None
+    if isinstance(v, dt.datetime):
+        return v
+    return _cell_text(v)
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def _check_readable(path: Path) -> str:
+    name = path.name
+    if not path.exists():
+        raise IntakeFileError(f"{name}: the file does not exist.")
+    if path.is_dir():
+        raise IntakeFileError(f"{name}: is a folder, not a registration file.")
+    if path.suffix.lower() not in SUPPORTED:
+        suffix = path.suffix.lower() or "(none)"
+        raise IntakeFileError(f"{name}: unsupported file type '{suffix}' (use .csv, .jsonl or .xlsx).")
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as e:
+        reason = (e.strerror or "unknown error").lower()
+        raise IntakeFileError(f"{name}: the file cannot be read ({reason}).") from None
+    return name
+
+
+def _detect_encoding(path: Path) -> str:
+    """INTAKE.md: UTF-8 (with or without BOM), then GBK / GB18030; anything else is refused."""
+    with path.open("rb") as f:
+        head = f.read(3)
+    candidates = ("utf-8-sig",) if head.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
+    for encoding in candidates:
+        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        try:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    if "\x00" in decoder.decode(chunk):
+                        raise UnicodeDecodeError(encoding, b"", 0, 1, "NUL: binary data")
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        except OSError as e:
+            reason = (e.strerror or "unknown error").lower()
+            raise IntakeFileError(f"{path.name}: the file cannot be read ({reason}).") from None
+        return encoding
+    raise IntakeFileError(f"{path.name}: the file is not UTF-8 or GBK text.")
+
+
+def _iter_csv(path: Path, name: str) -> Iterator[dict]:
+    encoding = _detect_encoding(path)
+    with path.open("r", encoding=encoding, newline="") as f:
+        first = f.readline()
+        while first and not first.strip(" \t\r\n,;" + _FULLWIDTH_SPACE):
+            first = f.readline()  # leading empty lines before the header
+        if not first:
+            raise IntakeFileError(f"{name}: the file has no header row.")
+        delimiter = "\t" if "\t" in first and "," not in first else ","
+        reader = csv.reader(_chain([first], f), delimiter=delimiter)
+        try:
+            header = next(reader)
+            columns = _Columns(name, header)
+            number = 0
+            for cells in reader:
+                number += 1
+                if all(_blank(c) for c in cells):
+                    continue  # completely empty rows are not registrations
+                yield columns.row(cells, number)
+        except csv.Error:
+            raise IntakeFileError(f"{name}: the file is not valid CSV (near line {reader.line_num}).") from None
+
+
+def _chain(first: Iterable[str], rest: Iterable[str]) -> Iterator[str]:
+    yield from first
+    yield from rest
+
+
+def _jsonl_objects(path: Path, name: str, encoding: str) -> Iterator[tuple[int, dict]]:
+    with path.open("r", encoding=encoding) as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):
+                raise IntakeFileError(f"{name}: line {line_number} is not a JSON object.")
+            yield line_number, obj
+
+
+def _iter_jsonl(path: Path, name: str) -> Iterator[dict]:
+    encoding = _detect_encoding(path)
+    headers: dict[str, None] = {}
+    for _, obj in _jsonl_objects(path, name, encoding):  # first pass: every line valid, all keys known
+        headers.update(dict.fromkeys(str(k) for k in obj))
+    if not headers:
+        return  # no registrations at all (the stage reports an empty batch, R-VAL-3)
+    names = list(headers)
+    columns = _Columns(name, names)
+    for line_number, obj in _jsonl_objects(path, name, encoding):
+        cells = [obj.get(k) for k in names]
+        # JSON has no "column without a key": a key a line lacks is simply absent from its raw record
+        record = columns.row(cells, line_number)
+        record["raw"] = {k: _cell_text(obj[k]) for k in obj}
+        yield record
+
+
+def _iter_xlsx(path: Path, name: str) -> Iterator[dict]:
+    try:
+        import openpyxl
+        from openpyxl.utils.exceptions import InvalidFileException
+    except ImportError:  # pragma: no cover - openpyxl is a dependency
+        raise IntakeFileError(f"{name}: reading .xlsx needs openpyxl, which is not installed.") from None
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, OSError, KeyError, ValueError, EOFError) as e:
+        if isinstance(e, PermissionError):
+            raise IntakeFileError(f"{name}: the file cannot be read (permission denied).") from None
+        raise IntakeFileError(f"{name}: the file is not a readable .xlsx workbook.") from None
+    except Exception:  # zipfile.BadZipFile and the XML parser's errors
+        raise IntakeFileError(f"{name}: the file is not a readable .xlsx workbook.") from None
+    try:
+        if not workbook.worksheets:
+            raise IntakeFileError(f"{name}: the workbook has no sheet.")
+        sheet = workbook.worksheets[0]
+        if hasattr(sheet, "reset_dimensions"):
+            sheet.reset_dimensions()  # a stored dimension may be wrong; read every row there is
+        rows = sheet.iter_rows(values_only=True)
+        header = None
+        for header in rows:
+            if not all(_blank(c) for c in header):
+                break
+        else:
+            header = None
+        if header is None:
+            raise IntakeFileError(f"{name}: the file has no header row.")
+        header = list(header)
+        while header and _blank(header[-1]):
+            header.pop()  # trailing empty header cells: formatting, not columns
+        columns = _Columns(name, header)
+        number = 0
+        for cells in rows:
+            number += 1
+            cells = list(cells)
+            if all(_blank(c) for c in cells):
+                continue
+            yield columns.row(cells, number)
+    finally:
+        workbook.close()
+
+
+def _iter_rows(path: str | Path) -> Iterator[dict]:
+    path = Path(path)
+    name = _check_readable(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from _iter_csv(path, name)
+    elif suffix in (".jsonl", ".ndjson"):
+        yield from _iter_jsonl(path, name)
+    else:
+        yield from _iter_xlsx(path, name)
+
+
+def read_registration_file(path: str | Path) -> list[dict]:
+    """INTAKE.md: every data row of a .csv, .jsonl / .ndjson or .xlsx file as a dict.
+
+    Keys: channel, name, phone, amount, inquiry, registered_at, registered_by, target, region,
+    external_ref (None when the column is absent or the cell blank; otherwise the text as written,
+    numbers from .xlsx without a trailing '.0', datetimes from .xlsx kept as datetimes), plus
+    `row_number` (1-based position after the header, counting skipped empty rows, so a row can be
+    found again in the file; the line number for JSON Lines) and `raw` (every original column under
+    its own header, values as strings). Raises IntakeFileError (one sentence) when the file cannot
+    be read as a registration file.
+    """
+    return list(_iter_rows(path))
+
+
+def iter_registration_batches(path: str | Path, size: int = 5000) -> Iterator[list[dict]]:
+    """The rows of `read_registration_file`, in lists of at most `size`, streamed from the file.
+
+    The file's encoding, its header, and (for JSON Lines) every line are checked before the first batch.
+    """
+    if size < 1:
+        raise ValueError("size must be at least 1")
+    batch: list[dict] = []
+    for row in _iter_rows(path):
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+__all__ = ["COLUMNS", "REQUIRED", "IntakeFileError", "canonical_column", "iter_registration_batches",
+           "read_registration_file"]

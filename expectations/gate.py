@@ -16,8 +16,10 @@ tries), so no phone can reach the validation results, the GateResult or the Data
 
 Batch failures (R-VAL-3) are reported in `GateResult.batch_error` (one sentence), never raised:
 an empty batch, requested ids that are not in the store, a missing table or column, an expectation
-that could not be evaluated, or too many bad rows. A database that cannot be reached raises
-`GateError`.
+that could not be evaluated, or too many bad rows. The caller must then not run the stage. Rows in
+= passed + quarantined holds in every case: when a column is missing the batch's rows are all
+quarantined with reason `unvalidated`. A database that cannot be reached, an unknown stage, or a
+call without `batch_id` and `ids` raises `GateError`.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ from great_expectations.data_context.types.resource_identifiers import (  # noqa
 
 from expectations import STAGES, stage_module  # noqa: E402
 
-__all__ = ["GateError", "GateResult", "run_gate", "gate_for", "clear_cache", "STAGES"]
+__all__ = ["GateError", "GateResult", "run_gate", "gate_for", "clear_cache", "STAGES", "UNVALIDATED"]
 
 log = logging.getLogger("leadflow.gate")
 
@@ -60,6 +62,12 @@ TABLE = "registrations"  # leadflow.store.models.Registration.__tablename__
 _FORBIDDEN = re.compile(r"\b(phone|raw|name)\b", re.IGNORECASE)
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SITE = "leadflow"
+DOCS_RESULTS_DIR = "_results"  # GX's validation results, under docs_dir (never in the repo)
+DOCS_INDEX_LIMIT = 100  # validation runs listed on the Data Docs index (latest first)
+_BULKY = ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
+          "partial_unexpected_index_list", "partial_unexpected_counts")
+# The reason given to the rows of a batch whose suite could not run at all (a missing column).
+UNVALIDATED = "unvalidated"
 
 
 class GateError(RuntimeError):
@@ -134,7 +142,7 @@ class _Target:
         self.lock = threading.RLock()
         self.counter = itertools.count(1)
         self.suites: dict[str, gx.ExpectationSuite] = {}
-        self.docs_suites: set[str] = set()
+        self.docs_suites_built = False
         self.context = gx.get_context(mode="ephemeral", project_config=self._config())
         conn_str = self.url.render_as_string(hide_password=False)
         with warnings.catch_warnings():
@@ -145,17 +153,26 @@ class _Target:
                 self.datasource = self.context.data_sources.add_postgres(name="leadflow", connection_string=conn_str)
 
     def _config(self) -> DataContextConfig:
+        """An ephemeral context. With a docs_dir, the validation results are kept as files under
+        docs_dir/_results, so a later process's Data Docs build keeps (and lists) the pages of earlier
+        ones: GX's index builder deletes pages whose results its own store does not hold."""
+        defaults = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
         sites: dict = {}
         if self.docs_dir is not None:
+            defaults.stores[defaults.validation_results_store_name]["store_backend"] = {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(self.docs_dir / DOCS_RESULTS_DIR),
+            }
             sites[_SITE] = {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend",
                                   "base_directory": str(self.docs_dir)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                       "validation_results_limit": DOCS_INDEX_LIMIT},
             }
         return DataContextConfig(
-            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            store_backend_defaults=defaults,
             data_docs_sites=sites,
             analytics_enabled=False,
             progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
@@ -163,20 +180,23 @@ class _Target:
 
     def suite(self, stage: str) -> tuple[gx.ExpectationSuite, Any]:
         module = stage_module(stage)
-        if stage not in self.suites:
-            suite = module.suite()
-            for out, expr in module.SELECT.items():  # R-REG-7: by construction, not by luck
-                if _FORBIDDEN.search(out) or _FORBIDDEN.search(expr):
-                    raise GateError(f"the {stage} suite selects a forbidden column ({out}); phones never leave the store.")
-            if self.docs_dir is not None:
-                suite = self.context.suites.add(suite)
-            self.suites[stage] = suite
+        if not self.suites:
+            # every stage's suite at once: with Data Docs, the index drops the page of a suite its
+            # context does not hold, so all six are added whatever stage runs first
+            for name in STAGES:
+                mod = stage_module(name)
+                for out, expr in mod.SELECT.items():  # R-REG-7: by construction, not by luck
+                    if _FORBIDDEN.search(out) or _FORBIDDEN.search(expr):
+                        raise GateError(f"the {name} suite selects a forbidden column ({out}); "
+                                        "phones never leave the store.")
+                built = mod.suite()
+                self.suites[name] = self.context.suites.add(built) if self.docs_dir is not None else built
         return self.suites[stage], module
 
     # -- the rows of the batch, before GX ------------------------------------------------------
 
-    def select_ids(self, where: str, required: Iterable[str]) -> tuple[list[int] | None, str | None]:
-        """The ids the batch selects; (None, message) when the table or a required column is missing."""
+    def select_ids(self, where: str, required: Iterable[str]) -> tuple[list[int], str | None]:
+        """The ids the batch selects, and a message when the table or a required column is missing."""
         cols = ", ".join(["id", *required])
         probe = f"SELECT id FROM (SELECT {cols} FROM {self.table_sql} WHERE {where}) AS gate_batch"
         try:
@@ -185,8 +205,16 @@ class _Target:
         except (sa.exc.ProgrammingError, sa.exc.OperationalError) as e:
             problem = self._schema_problem(required)
             if problem:
-                return None, problem
+                return self._ids_only(where), problem
             raise GateError(f"cannot read the registrations at {_where(self.url)} ({type(e).__name__}).") from None
+
+    def _ids_only(self, where: str) -> list[int]:
+        """The batch's ids when the suite's columns are not all there (empty if even that fails)."""
+        try:
+            with self.engine.connect() as conn:
+                return [int(i) for i in conn.execute(sa.text(f"SELECT id FROM {self.table_sql} WHERE {where}")).scalars()]
+        except Exception:
+            return []
 
     def _schema_problem(self, required: Iterable[str]) -> str | None:
         try:
@@ -204,7 +232,7 @@ class _Target:
 
     # -- GX ------------------------------------------------------------------------------------
 
-    def validate(self, stage: str, suite: gx.ExpectationSuite, module: Any, where: str, n_rows: int, label: str):
+    def validate(self, stage: str, suite: gx.ExpectationSuite, module: Any, where: str, n_rows: int):
         select = ", ".join(["id", *(expr if expr == out else f"{expr} AS {out}" for out, expr in module.SELECT.items())])
         query = f"SELECT {select} FROM {self.table_sql} WHERE {where}"
         result_format = {
@@ -220,27 +248,41 @@ class _Target:
             try:
                 batch = asset.add_batch_definition_whole_table("batch").get_batch()
                 results = batch.validate(suite, result_format=result_format)
-                docs = self._build_docs(stage, suite, results, batch.id, label) if self.docs_dir else None
             finally:
                 self.datasource.delete_asset(asset_name)
-        return results, docs
+        return results, batch.id
 
-    def _build_docs(self, stage: str, suite, results, batch_identifier: str, label: str) -> str:
+    def build_docs(self, stage: str, suite, results, batch_identifier: str, label: str) -> str:
+        """Render this run's validation page (and, once per process, the suite pages) and the index.
+        The stored copy is then slimmed to its counts: the page is rendered, and the index, which
+        rereads the latest results on every build, only needs their status."""
         run_id = RunIdentifier(run_name=f"{stage}-{label}", run_time=dt.datetime.now(dt.timezone.utc))
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
             run_id=run_id, batch_identifier=batch_identifier)
         results.meta["run_id"] = run_id
-        self.context.validation_results_store.set(key, results)
+        store = self.context.validation_results_store
         resources: list = [key]
-        if stage not in self.docs_suites:  # the suite's own page, once per process
-            resources.append(ExpectationSuiteIdentifier(name=suite.name))
-            self.docs_suites.add(stage)
-        self.context.build_data_docs(site_names=[_SITE], resource_identifiers=resources)
-        return str(Path(self.docs_dir) / "index.html")
+        if not self.docs_suites_built:
+            resources += [ExpectationSuiteIdentifier(name=s.name) for s in self.suites.values()]
+        with self.lock:
+            store.set(key, results)
+            self.context.build_data_docs(site_names=[_SITE], resource_identifiers=resources)
+            self.docs_suites_built = True
+            for r in results.results:
+                r.result = {k: v for k, v in (r.result or {}).items() if k not in _BULKY}
+            store.set(key, results)
+        return str(self.docs_dir / "index.html")
 
     def dispose(self) -> None:
+        """Close every pooled connection: ours, the datasource's and its execution engine's."""
         self.engine.dispose()
+        for get in (lambda: self.datasource.get_engine(),
+                    lambda: self.datasource.get_execution_engine().engine):
+            try:
+                get().dispose()
+            except Exception:  # a datasource that never connected
+                pass
 
 
 _TARGETS: dict[tuple, _Target] = {}
@@ -380,8 +422,10 @@ def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str |
 
     where = _batch_where(wanted, batch_id)
     found, problem = target.select_ids(where, module.REQUIRED)
-    if problem:
+    if problem:  # the rows cannot be checked: all of them are held back, none passes (R-VAL-2, R-VAL-3)
         gate.batch_error = f"The {stage} gate cannot run: {problem}"
+        gate.rows_in = len(found)
+        gate.quarantined = {i: [UNVALIDATED] for i in found}
         return _done(gate)
     gate.rows_in = len(found)
     if wanted is not None and batch_id is None and len(found) < len(wanted):
@@ -394,9 +438,10 @@ def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str |
         gate.batch_error = f"The {stage} batch is empty: {what} selects no registrations."
         return _done(gate)
 
-    results, docs = target.validate(stage, suite, module, where, len(found), _label(wanted, batch_id))
-    gate.docs_path = docs
+    results, batch_identifier = target.validate(stage, suite, module, where, len(found))
     untrusted = _read_results(stage, results, gate)
+    if target.docs_dir is not None:
+        gate.docs_path = target.build_docs(stage, suite, results, batch_identifier, _label(wanted, batch_id))
     if untrusted:
         gate.batch_error = f"The {stage} gate failed as a whole: {untrusted}"
     ids_all = set(found) | set(gate.quarantined)  # nothing dropped, even a row added meanwhile

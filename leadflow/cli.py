@@ -24,6 +24,20 @@ def _parser() -> argparse.ArgumentParser:
     org.add_parser("load", help="load departments and people from a YAML file").add_argument("file")
     r = sub.add_parser("register", help="register a file of leads (CSV, JSON Lines, .xlsx) as a flow run")
     r.add_argument("file")
+    st = sub.add_parser("start", help="the main job: Prefect server + UI, sample data, lifecycle, deployments")
+    st.add_argument("--port", type=int, default=4200)
+    st.add_argument("--leads", type=int, default=5000, help="how many sample leads to generate")
+    st.add_argument("--no-serve", action="store_true", help="stop after the lifecycle run")
+    sv = sub.add_parser("serve", help="serve every deployment from this process")
+    sv.add_argument("--inbox", default=None, help="the folder the intake micro-batch watches")
+    d = sub.add_parser("dispute", help="re-run the dispute for one customer as a flow run (R-DISP-8)")
+    d.add_argument("customer", help="customer id, registration reference, or phone (resolved locally)")
+    d.add_argument("--claimant", action="append", default=[], help="a person claiming credit (repeatable)")
+    rp = sub.add_parser("report", help="allocations, breaches or fairness for a period")
+    rp.add_argument("what", choices=["allocations", "breaches", "fairness"])
+    rp.add_argument("--since", help="start date YYYY-MM-DD (default: 7 days ago)")
+    rp.add_argument("--until", help="end date YYYY-MM-DD, exclusive (default: tomorrow)")
+    rp.add_argument("--format", choices=["table", "csv", "json"], default="table")
     return p
 
 
@@ -85,15 +99,83 @@ def cmd_org(args) -> int:
     return 0
 
 
+def _use_prefect() -> None:
+    """The project's Prefect home; the local server when one answers, else an ephemeral one on the same home."""
+    from leadflow.start import prefect_env, server_answers
+
+    prefect_env()
+    if not server_answers(os.environ["PREFECT_API_URL"]):
+        os.environ.pop("PREFECT_API_URL", None)
+        os.environ.pop("PREFECT_UI_API_URL", None)
+
+
+def _finish(state, describe) -> int:
+    if state.is_completed():
+        print(describe(state.result()))
+        return 0
+    return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
+
+
 def cmd_register(args) -> int:
+    from pathlib import Path
+
+    from leadflow.intake.readers import IntakeFileError
+
+    if not Path(args.file).is_file():
+        raise IntakeFileError(f"{Path(args.file).name}: no such file.")
+    _use_prefect()
     from flows.intake import intake_flow
 
-    summary = intake_flow(path=args.file)
-    print(json.dumps({k: v for k, v in summary.items() if k != "new_customers"}, ensure_ascii=False, default=str))
+    state = intake_flow(path=args.file, return_state=True)
+    return _finish(state, lambda s: (f"{Path(args.file).name}: rows in {s['rows_in']} = accepted {s['accepted']} + "
+                                     f"attached {s['attached']} + quarantined {s['quarantined']}"
+                                     + (" (already registered: nothing changed)" if s.get("already_registered")
+                                        else f"; allocated {s['allocation']['allocated']}, "
+                                             f"left in the pool {s['allocation']['pooled']}")))
+
+
+def cmd_dispute(args) -> int:
+    from leadflow.stages.disputes import resolve_customer
+    from leadflow.wiring import stage_context
+
+    ctx = stage_context(with_gate=False)
+    with ctx.engine.connect() as conn:
+        customer_id = resolve_customer(conn, args.customer)
+    if customer_id is None:
+        return _fail("no customer matches that id, reference or phone.", 2)
+    _use_prefect()
+    from flows.dispute import dispute_flow
+
+    state = dispute_flow(customer=str(customer_id), claimants=args.claimant or None, return_state=True)
+    return _finish(state, lambda d: f"customer {customer_id}: {d['rule']} decides "
+                                    + ", ".join(f"{p} {s:.0%}" for p, s in d["decision"].items()))
+
+
+def cmd_start(args) -> int:
+    from leadflow.start import start
+
+    return start(port=args.port, leads=args.leads, serve=not args.no_serve)
+
+
+def cmd_serve(args) -> int:
+    from leadflow.settings import get_settings
+    from leadflow.start import ensure_server
+
+    ensure_server()
+    from deployments.serve import serve_all
+
+    serve_all(args.inbox or str(get_settings().data_dir / "inbox"))
     return 0
 
 
-COMMANDS = {"simulate": cmd_simulate, "db": cmd_db, "org": cmd_org, "register": cmd_register}
+def cmd_report(args) -> int:
+    from leadflow.report_cli import report
+
+    return report(args.what, args.since, args.until, args.format)
+
+
+COMMANDS = {"simulate": cmd_simulate, "db": cmd_db, "org": cmd_org, "register": cmd_register,
+            "dispute": cmd_dispute, "start": cmd_start, "serve": cmd_serve, "report": cmd_report}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from leadflow.policy import Policy, load_policy
+from leadflow.policy import load_policy
 from leadflow.scenario import Event, Scenario
-from leadflow.stages import activities, allocation, intake, people, timed
+from leadflow.clock import local
+from leadflow.stages import activities, allocation, deals, disputes, intake, leads, people, timed
 from leadflow.stages.context import StageContext, set_meta_once
 from leadflow.state import world_state
 from leadflow.store.db import create_all, create_schema, drop_schema, make_engine
@@ -56,16 +57,17 @@ class Replay:
         self.handlers = {
             "register": self.register, "link": self.link, "leave": self.leave, "violation": self.violation,
             "late_table": self.late_table, "depart": self.depart, "tick": lambda e: None,
+            "deal": self.deal, "reapply": self.reapply, "hand_on": self.hand_on, "invalid": self.invalid,
+            "exchange": self.exchange, "claim": self.claim, "dispute": self.dispute,
             **{k: self.activity for k in activities.KINDS},
         }
 
     def setup(self) -> None:
         with self.ctx.engine.begin() as conn:
             people.load_org(conn, self.scenario.departments, self.scenario.people)
-            start_day = self.scenario.start.astimezone(dt.timezone.utc).isoformat()
-            set_meta_once(conn, "records_begin", start_day)
-            set_meta_once(conn, "rotation_epoch", self.scenario.start.astimezone(
-                _zone(self.ctx.policy)).date().isoformat())
+            start_day = local(self.scenario.start, self.ctx.policy).date().isoformat()
+            set_meta_once(conn, "records_begin", start_day)  # R-TIER-4: in a replay, the scenario's start
+            set_meta_once(conn, "rotation_epoch", start_day)  # R-ALLOC-1: the week of `start` begins at d1
             timed.mark_start(conn, self.scenario.start)
 
     def check_supported(self) -> None:
@@ -142,18 +144,50 @@ class Replay:
     def depart(self, e: Event) -> None:
         people.depart(self.conn, self.ctx, str(e.fields["person"]), e.at)
 
+    def deal(self, e: Event) -> None:
+        cid = self._customer(e)
+        by = e.fields.get("by") or (self.owner_of(cid) if cid else None)
+        if cid is not None and by is not None:
+            deals.record_deal(self.conn, self.ctx, cid, str(by), e.fields["amount"], e.at)
+
+    def reapply(self, e: Event) -> None:
+        cid = self._customer(e)
+        if cid is not None:
+            leads.reapply(self.conn, self.ctx, cid, e.fields["amount"], e.fields.get("by") or self.owner_of(cid), e.at)
+
+    def hand_on(self, e: Event) -> None:
+        cid = self._customer(e)
+        if cid is not None:
+            leads.hand_on(self.conn, self.ctx, cid, str(e.fields["to"]), e.fields.get("amount"),
+                          e.fields.get("by") or self.owner_of(cid), e.at)
+
+    def invalid(self, e: Event) -> None:
+        cid = self._customer(e)
+        if cid is not None:
+            leads.mark_invalid(self.conn, self.ctx, cid, e.fields["reason"], e.fields.get("by"), e.at)
+
+    def exchange(self, e: Event) -> None:
+        a, b = self._customer(e), self.customer_id(e.fields["with_customer"])
+        if a is not None and b is not None:
+            leads.exchange(self.conn, self.ctx, a, b, e.at)
+
+    def claim(self, e: Event) -> None:
+        cid = self._customer(e)
+        if cid is not None:
+            leads.record_claim(self.conn, self.ctx, cid, str(e.fields["person"]), e.fields.get("knowingly", False),
+                               e.at)
+
+    def dispute(self, e: Event) -> None:
+        cid = self._customer(e)
+        if cid is not None:
+            disputes.rerun(self.conn, self.ctx, cid, e.at)
+
     def _customer(self, e: Event) -> int | None:
         cid = self.customer_id(e.fields["customer"])
         if cid is None:
             log.warning("events[%s]: registration %r reached no customer (quarantined); event ignored",
                         e.index, e.fields["customer"])
         return cid
-
-
-def _zone(policy: Policy):
-    from leadflow.clock import zone
-
-    return zone(policy)
 
 
 def simulate(scenario: Scenario, policy_path: str | None = None, database_url: str | None = None,

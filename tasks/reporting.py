@@ -7,6 +7,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
+from leadflow.rules.registration import mask_phones_in_text
 from leadflow.store.models import Customer, Registration
 from tasks.context import stage_ctx
 
@@ -65,3 +66,75 @@ def publish_allocations(title: str, decisions: list[dict]) -> int:
                                                                           if skipped else "")})
     create_table_artifact(table, key=_key(f"allocation-{title}"), description=f"Allocations: {title}")
     return len(table)
+
+
+def _table(rows: list[dict], key: str, description: str) -> None:
+    create_table_artifact(rows or [{"result": "nothing to report"}], key=_key(key), description=description)
+
+
+@task(name="publish SLA breaches")
+def publish_breaches(summary: dict) -> None:
+    _table(summary.get("rows", []), "sla-breaches",
+           f"R-SLA-1..4 breaches recorded as of {summary.get('as_of')}: {summary.get('breaches', 0)} "
+           f"(fines {summary.get('fines', 0)}, pauses {summary.get('pauses', 0)})")
+
+
+@task(name="publish audit listing")
+def publish_audit(summary: dict) -> None:
+    """R-SLA-5: EC未有效跟进记录表, one row per listed lead, grouped by the department's manager."""
+    rows = sorted(summary.get("listing", []), key=lambda r: (r["manager"], r["owner"], r["customer_id"]))
+    _table(rows, "monthly-audit-listing", f"R-SLA-5 listing as of {summary.get('as_of')}: {len(rows)} leads")
+
+
+@task(name="publish expiry reassignments")
+def publish_expiry(summary: dict) -> None:
+    """R-CONV-2 with its consequences: the previous owner is barred from the tier and keeps a commission claim."""
+    new_owner = {d.get("customer_id"): d.get("person_id") for d in summary.get("decisions", [])}
+    rows = [{**t, "new_owner": new_owner.get(t["customer_id"]) or "(pool)",
+             "consequence": f"{t['from']} barred from {t['tier']} until a {t['tier']} close (R-SUSP-7); "
+                            f"30% of the commission if it later closes and follow-ups were kept (R-CONV-3)"}
+            for t in summary.get("taken_back", [])]
+    _table(rows, "conversion-expiry", f"R-CONV-2 reassignments as of {summary.get('as_of')}: {len(rows)}")
+
+
+@task(name="publish review")
+def publish_review(summary: dict) -> None:
+    rows = [{"what": "customer tier", "id": c["cid"], "from": c["old"], "to": c["new"]}
+            for c in summary.get("retiered", [])]
+    rows += [{"what": "salesperson grade", "id": c["pid"], "from": "", "to": f"{c['g'] or 'ungraded'} {c['r'] or ''}"}
+             for c in summary.get("regraded", [])]
+    _table(rows, "quarterly-review", f"R-TIER-5 review as of {summary.get('as_of')}")
+
+
+@task(name="notify owners")
+def notify_owners(decisions: list[dict]) -> int:
+    """Tell each new owner (a log line by default; a Prefect webhook block when configured)."""
+    ctx = stage_ctx()
+    allocated = [d for d in decisions if d.get("action") == "allocate" and d.get("person_id")]
+    return ctx.notify(allocated) if ctx.notify else 0
+
+
+def pool_warning(summary: dict):
+    """R-ALLOC-5: leads left in the pool end the run loudly, with an artifact."""
+    from prefect.states import Failed
+
+    pooled = [d for d in summary.get("decisions", []) if d.get("action") == "pooled"]
+    create_markdown_artifact(f"# {summary['pooled']} leads left in the company pool\n\nNobody eligible could take "
+                             f"them (R-ALLOC-5); they are offered again at the next allocation run.\n\n"
+                             + "\n".join(f"- customer {d['customer_id']}" for d in pooled[:200]),
+                             key="pool-warning", description="R-ALLOC-5: leads waiting in the pool")
+    return Failed(message=f"{summary['pooled']} leads were left in the company pool: nobody eligible (R-ALLOC-5).")
+
+
+@task(name="publish dispute decision")
+def publish_dispute(customer_id: int, decision: dict) -> None:
+    """R-DISP-8: the decision, the deciding rule and the evidence, shown with the run."""
+    lines = [f"# Dispute over customer {customer_id}", "", f"Deciding rule: **{decision['rule']}**"
+             + ("" if decision.get("recorded") else " (same history as before: nothing new recorded)"), "",
+             "| person | share of the deal |", "|---|---|"]
+    lines += [f"| {p} | {s:.0%} |" for p, s in decision["decision"].items()]
+    if decision.get("refused_claims"):
+        lines += ["", "Refused claims (R-DISP-4): " + ", ".join(decision["refused_claims"])]
+    lines += ["", "## Evidence", ""] + [f"- {e}" for e in decision.get("evidence", [])]
+    create_markdown_artifact(mask_phones_in_text("\n".join(lines)), key=_key(f"dispute-{customer_id}"),
+                             description=f"R-DISP-8 decision for customer {customer_id}")

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from leadflow.rules.registration import mask_phone, normalise_phone
 from leadflow.stages.context import StageContext
 from leadflow.store import ledger
-from leadflow.store.models import Activity, CustomerPhone
+from leadflow.store.models import Activity, Assignment, CustomerPhone
 
 KINDS = ("contact", "crm_entry", "call_register", "abcd_entry", "follow_up", "sales_step")
 log = logging.getLogger("leadflow.activities")
@@ -20,6 +20,11 @@ def record(conn: Connection, ctx: StageContext, customer_id: int, person_id: str
            step: int | None = None) -> None:
     conn.execute(Activity.__table__.insert().values(customer_id=customer_id, person_id=person_id, kind=kind,
                                                     step=step, at=at))
+    if kind == "sales_step" and step is not None and step >= ctx.policy.conversion.exempt_step:
+        # R-CONV-2: reaching step 4 exempts the owner's assignment for good (and travels with an exchange).
+        t = Assignment.__table__
+        conn.execute(t.update().where(t.c.customer_id == customer_id, t.c.person_id == person_id,
+                                      t.c.ended_at.is_(None)).values(exempt=True))
 
 
 def link_phone(conn: Connection, ctx: StageContext, customer_id: int | None, raw_phone: str, relation: str,

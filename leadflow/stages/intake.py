@@ -28,8 +28,7 @@ def normalise_row(row: dict, ctx: StageContext, known_people: set[str], batch_id
     """One delivered row -> a staged registration record (R-REG-1..3); checks are the gate's job."""
     phone, kind = normalise_phone(_text(row.get("phone")))
     amount, amount_status = parse_amount(row.get("amount"), cap=ctx.policy.registration.amount_cap_yuan)
-    at = row.get("registered_at")
-    registered_at = at if isinstance(at, dt.datetime) else parse_registered_at(at, ctx.policy.timezone)
+    registered_at = parse_registered_at(row.get("registered_at"), ctx.policy.timezone)  # naive -> business time
     by = _text(row.get("registered_by"))
     return {
         "batch_id": batch_id, "row_number": row.get("row_number", 0), "ref": row.get("ref"),

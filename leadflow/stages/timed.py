@@ -2,24 +2,56 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
 
-from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from leadflow.stages import audit, conversion, review, sla
 from leadflow.stages.context import StageContext
-from leadflow.store.models import ScheduleMark
+from leadflow.stages.marks import set_mark
 
-TIMED_STAGES: tuple[str, ...] = ()
+
+@dataclass(frozen=True)
+class TimedStage:
+    name: str
+    next_due: Callable[[Connection, StageContext, dt.datetime], dt.datetime | None]
+    run: Callable[[Connection, StageContext, dt.datetime], dict]
+
+
+# Order breaks ties at one instant: reviews and expiries before the checks that follow from them.
+TIMED_STAGES = (
+    TimedStage(review.STAGE, review.next_due, review.run),
+    TimedStage(conversion.STAGE, conversion.next_due, conversion.run),
+    TimedStage(audit.STAGE, audit.next_audit, audit.run_audit),
+    TimedStage("audit_grace", audit.next_grace, audit.run_grace),
+    TimedStage(sla.STAGE, sla.next_due, sla.run),
+)
+MARKED = (review.STAGE, audit.STAGE, sla.STAGE)
 
 
 def mark_start(conn: Connection, start: dt.datetime) -> None:
-    """Record where the schedules start, so nothing before the records began is run."""
-    have = set(conn.execute(select(ScheduleMark.stage)).scalars())
-    rows = [{"stage": s, "ran_to": start} for s in TIMED_STAGES if s not in have]
-    if rows:
-        conn.execute(ScheduleMark.__table__.insert(), rows)
+    """Schedules start where the records start: nothing before is run."""
+    for stage in MARKED:
+        set_mark(conn, stage, start)
 
 
-def catch_up(ctx: StageContext, as_of: dt.datetime) -> dict:
-    """Run every time-driven stage due up to `as_of`; each is idempotent in its `as_of`."""
-    return {}
+def catch_up(ctx: StageContext, as_of: dt.datetime, limit: int = 100_000) -> list[tuple[str, dt.datetime]]:
+    """Run each time-driven stage at every time it fell due up to `as_of`, earliest first.
+
+    Each run is idempotent in its `as_of` (R-SLA-6), so catching up late or twice records nothing twice.
+    """
+    ran = []
+    for _ in range(limit):
+        with ctx.engine.begin() as conn:
+            due = []
+            for i, stage in enumerate(TIMED_STAGES):
+                t = stage.next_due(conn, ctx, as_of)
+                if t is not None and t <= as_of:
+                    due.append((t, i, stage))
+            if not due:
+                return ran
+            t, _, stage = min(due, key=lambda d: (d[0], d[1]))
+            stage.run(conn, ctx, t)
+            ran.append((stage.name, t))
+    raise RuntimeError("the time-driven stages did not settle; a stage keeps falling due")

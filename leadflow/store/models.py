@@ -128,6 +128,7 @@ class Assignment(Base):
     started_at: Mapped[dt.datetime]
     clock_start: Mapped[dt.datetime]  # conversion clock; an exchange carries it (R-CONV-4)
     exempt: Mapped[bool] = mapped_column(Boolean, default=False)  # step 4 reached (R-CONV-2)
+    retiered_at: Mapped[dt.datetime | None]  # R-TIER-5: a re-tier that shortens the period ends it here
     bound: Mapped[bool] = mapped_column(Boolean, default=True)  # holds SLA obligations
     ended_at: Mapped[dt.datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(32))

@@ -1,0 +1,1 @@
+"""Every LeadFlow deployment, served from one process for the embedded default (`leadflow serve`)."""

@@ -1,0 +1,81 @@
+"""The time-driven flows: SLA check, monthly audit, conversion expiry, quarterly review, pool allocation."""
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import flow
+from prefect.states import Completed, Failed
+
+from tasks import reporting, stages
+
+
+def _now(as_of: dt.datetime | None) -> dt.datetime:
+    return as_of or dt.datetime.now(dt.timezone.utc)
+
+
+def _gate(stage: str, scope: str = "open"):
+    """R-VAL-1: validate what the stage will read; a batch broken as a whole fails the run (R-VAL-3)."""
+    gate = stages.validate(stage, stages.records_in_play(scope))
+    reporting.publish_validation(gate)
+    return gate
+
+
+@flow(name="sla-check", flow_run_name="sla check {as_of}")
+def sla_check_flow(as_of: dt.datetime | None = None):
+    """R-SLA-1..4: record each breach once, with its penalty."""
+    gate = _gate("sla_check")
+    if gate.batch_error:
+        return Failed(message=gate.batch_error)
+    summary = stages.sla_check(_now(as_of))
+    reporting.publish_breaches(summary)
+    return summary
+
+
+@flow(name="monthly-audit", flow_run_name="monthly audit {as_of}")
+def monthly_audit_flow(as_of: dt.datetime | None = None):
+    """R-SLA-5: list untouched leads per manager; take back those still untouched after 7 days."""
+    gate = _gate("sla_check")
+    if gate.batch_error:
+        return Failed(message=gate.batch_error)
+    now = _now(as_of)
+    listing = stages.audit_listing(now)
+    reporting.publish_audit(listing)
+    grace = stages.audit_grace(now)
+    reporting.publish_allocations("audit re-allocation", grace["decisions"])
+    return {"listed": listing["listed"], "reallocated": grace["taken_back"]}
+
+
+@flow(name="conversion-expiry", flow_run_name="conversion expiry {as_of}")
+def conversion_expiry_flow(as_of: dt.datetime | None = None):
+    """R-CONV-1/2, R-SUSP-7: take back unconverted leads at the end of their period."""
+    gate = _gate("conversion_expiry")
+    if gate.batch_error:
+        return Failed(message=gate.batch_error)
+    summary = stages.expiry(_now(as_of))
+    reporting.publish_expiry(summary)
+    return {k: v for k, v in summary.items() if k != "decisions"}
+
+
+@flow(name="quarterly-review", flow_run_name="quarterly review {as_of}")
+def quarterly_review_flow(as_of: dt.datetime | None = None):
+    """R-TIER-5 and R-TIER-4: re-tier open customers, re-judge grades; never move a lead."""
+    gate = _gate("tiering")
+    if gate.batch_error:
+        return Failed(message=gate.batch_error)
+    summary = stages.quarterly_review(_now(as_of))
+    reporting.publish_review(summary)
+    return summary
+
+
+@flow(name="allocation", flow_run_name="allocation {as_of}")
+def allocation_flow(as_of: dt.datetime | None = None):
+    """R-ALLOC-5: offer the leads waiting in the pool again, oldest first."""
+    gate = _gate("allocation", scope="pool")
+    if gate.batch_error:
+        return Failed(message=gate.batch_error)
+    summary = stages.allocate(_now(as_of))
+    reporting.publish_allocations("pool", summary["decisions"])
+    reporting.notify_owners(summary["decisions"])
+    if summary["pooled"]:
+        return reporting.pool_warning(summary)
+    return Completed(message=f"{summary['allocated']} allocated", data=summary)

@@ -1,0 +1,48 @@
+"""`leadflow report`: allocations, breaches or fairness for a period, as a table, CSV or JSON."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+
+from leadflow import reports
+from leadflow.clock import zone
+
+
+def _day(text: str | None, default: dt.date, tz) -> dt.datetime:
+    try:
+        day = dt.date.fromisoformat(text) if text else default
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD).") from None
+    return dt.datetime.combine(day, dt.time(), tzinfo=tz)
+
+
+def report(what: str, since: str | None, until: str | None, fmt: str) -> int:
+    from leadflow.wiring import stage_context
+
+    ctx = stage_context(with_gate=False)
+    tz = zone(ctx.policy)
+    today = dt.datetime.now(tz).date()
+    start = _day(since, today - dt.timedelta(days=7), tz)
+    end = _day(until, today + dt.timedelta(days=1), tz)
+    with ctx.engine.connect() as conn:
+        rows = getattr(reports, what)(conn, start, end)
+    if fmt == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    elif fmt == "csv":
+        if rows:
+            w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{what} {start.date()} – {end.date()}")
+        for col in (rows[0] if rows else {"result": ""}):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r.values()))
+        Console().print(table)
+    return 0

@@ -1,0 +1,52 @@
+"""Reports from the ledger (R-ALLOC-7): allocations, breaches and fairness for a period."""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from leadflow.rules.tiers import eligible_tiers
+from leadflow.store.models import Breach, Customer, Ledger, Person
+
+
+def allocations(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Every allocation and change of owner in [start, end), as published in the ledger."""
+    rows = conn.execute(select(Ledger.at, Ledger.rule_id, Ledger.action, Ledger.customer_id, Customer.tier,
+                               Ledger.department_id, Ledger.person_id, Ledger.from_person_id, Ledger.reason,
+                               Ledger.policy_version)
+                        .join(Customer, Customer.id == Ledger.customer_id, isouter=True)
+                        .where(Ledger.at >= start, Ledger.at < end,
+                               Ledger.action.in_(("allocate", "hand_on", "self_found", "take_back", "exchange",
+                                                  "return_to_pool", "pooled")))
+                        .order_by(Ledger.at, Ledger.id))
+    return [{"at": r.at.isoformat(), "rule": r.rule_id, "action": r.action, "customer": r.customer_id,
+             "tier": r.tier, "department": r.department_id, "owner": r.person_id, "from": r.from_person_id,
+             "reason": r.reason, "policy": r.policy_version} for r in rows]
+
+
+def breaches(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    rows = conn.execute(select(Breach.at, Breach.rule_id, Breach.customer_id, Breach.person_id)
+                        .where(Breach.at >= start, Breach.at < end).order_by(Breach.at, Breach.id))
+    return [{"at": r.at.isoformat(), "rule": r.rule_id, "customer": r.customer_id, "person": r.person_id}
+            for r in rows]
+
+
+def fairness(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[dict]:
+    """Leads per person per tier against their eligible share (an equal split among the eligible sales)."""
+    people = conn.execute(select(Person.id, Person.grade).where(Person.role == "sales", Person.active.is_(True))).all()
+    eligible: dict[str, list[str]] = defaultdict(list)
+    for pid, grade in people:
+        for tier in eligible_tiers(grade):
+            eligible[tier].append(pid)
+    got = Counter((r["tier"], r["owner"]) for r in allocations(conn, start, end)
+                  if r["action"] == "allocate" and r["owner"])
+    totals = Counter(t for t, _ in got.elements())
+    out = []
+    for tier in ("A", "B", "C", "D", "below_d"):
+        for pid in sorted(eligible.get(tier, [])):
+            expected = totals[tier] / len(eligible[tier]) if eligible[tier] else 0
+            out.append({"tier": tier, "person": pid, "leads": got[(tier, pid)], "eligible_share": round(expected, 2),
+                        "difference": round(got[(tier, pid)] - expected, 2)})
+    return out

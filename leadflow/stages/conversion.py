@@ -1,0 +1,81 @@
+"""Conversion expiry (R-CONV-1, R-CONV-2, R-SUSP-7): unconverted leads are taken back at the end of their period."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Connection
+
+from leadflow.rules import conversion as rules
+from leadflow.stages.context import StageContext
+from leadflow.stages.reassign import take_back
+from leadflow.store import ledger
+from leadflow.store.models import Activity, Assignment, Bar, Customer
+
+STAGE = "conversion_expiry"
+
+
+def load_cases(conn: Connection, ctx: StageContext) -> list[tuple]:
+    """Open, non-exempt, salesperson-held assignments of unconverted customers, with their expiry."""
+    step = ctx.policy.conversion.exempt_step
+    step4 = (select(func.min(Activity.at)).where(Activity.customer_id == Assignment.customer_id,
+                                                 Activity.person_id == Assignment.person_id,
+                                                 Activity.kind == "sales_step", Activity.step >= step,
+                                                 Activity.at >= Assignment.started_at)
+             .correlate(Assignment).scalar_subquery())
+    rows = conn.execute(select(Assignment.id, Assignment.customer_id, Assignment.person_id, Customer.tier,
+                               Assignment.clock_start, Assignment.exempt, Customer.converted_at, step4,
+                               Assignment.retiered_at)
+                        .join(Customer, Customer.id == Assignment.customer_id)
+                        .where(Assignment.ended_at.is_(None), Assignment.exempt.is_(False),
+                               Assignment.kind != "manager", Customer.status == "assigned")).all()
+    cases = []
+    for r in rows:
+        case = rules.ExpiryCase(assignment_id=r[0], customer_id=r[1], person_id=r[2], tier=r[3], clock_start=r[4],
+                                exempt=r[5], converted_at=r[6], step4_at=r[7], retiered_at=r[8])
+        expiry = rules.expires_at(r[4], r[3], ctx.policy, retiered_at=r[8])
+        if expiry is not None:
+            cases.append((expiry, case))
+    return cases
+
+
+def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
+    cases = load_cases(conn, ctx)
+    return min((e for e, _ in cases), default=None)
+
+
+def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
+    """Take back every lead whose period ended by `as_of` with no deal and no step 4 (R-CONV-2)."""
+    due = [(e, c) for e, c in load_cases(conn, ctx) if e <= as_of]
+    exempt, back = [], []
+    for expiry, case in due:
+        outcome = rules.expiry_decision(case, as_of, ctx.policy)
+        if outcome is None:
+            continue
+        if outcome.action == "exempt":
+            exempt.append(case.assignment_id)
+        elif outcome.action == "reallocate":
+            back.append((expiry, case))
+    if exempt:
+        t = Assignment.__table__
+        conn.execute(t.update().where(t.c.id.in_(exempt)).values(exempt=True))
+    results = []
+    for expiry, case in sorted(back, key=lambda x: (x[0], x[1].assignment_id)):
+        _bar(conn, ctx, case.person_id, case.tier, expiry)
+        results.append(take_back(conn, ctx, [{"assignment_id": case.assignment_id, "customer_id": case.customer_id,
+                                              "person_id": case.person_id}], expiry, "R-CONV-2",
+                                 f"conversion period of tier {case.tier} ended without a deal or step 4"))
+    return {"as_of": as_of.isoformat(), "expired": len(back), "exempted": len(exempt),
+            "decisions": [d for r in results for d in r["decisions"]],
+            "taken_back": [{"customer_id": c.customer_id, "from": c.person_id, "tier": c.tier,
+                            "expired_at": e.isoformat()} for e, c in back]}
+
+
+def _bar(conn: Connection, ctx: StageContext, person: str, tier: str, at: dt.datetime) -> None:
+    """R-SUSP-7: no more leads of that tier until the person closes one."""
+    open_bar = conn.execute(select(Bar.id).where(and_(Bar.person_id == person, Bar.tier == tier,
+                                                      Bar.lifted_at.is_(None)))).first()
+    if open_bar is None:
+        conn.execute(Bar.__table__.insert().values(person_id=person, tier=tier, since=at))
+        ledger.append(conn, [ledger.entry(at, "R-SUSP-7", "bar", f"no more {tier} leads until a {tier} close",
+                                          person_id=person)], ctx.policy.version, ctx.flow_run_id)

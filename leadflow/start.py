@@ -1,0 +1,103 @@
+"""`leadflow start`: the main job on the embedded default — a local Prefect server with its UI, the database,
+the sample organisation and a quarter of leads, one lifecycle run, then every deployment served."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from leadflow.settings import get_settings
+
+UI = "http://127.0.0.1:{port}"
+
+
+def prefect_env(port: int = 4200) -> dict[str, str]:
+    """Prefect's home and API address for this project (set before Prefect is imported)."""
+    settings = get_settings()
+    home = settings.data_dir / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": f"{UI.format(port=port)}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": f"{UI.format(port=port)}/api"}
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    return env
+
+
+def server_answers(api_url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=timeout) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def ensure_server(port: int = 4200, wait: float = 90.0) -> subprocess.Popen | None:
+    """Start a Prefect server on SQLite in the background unless one answers; return it if we started it."""
+    env = prefect_env(port)
+    api = os.environ["PREFECT_API_URL"]
+    if server_answers(api):
+        return None
+    log = open(get_settings().data_dir / "prefect-server.log", "ab")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=log, env={**os.environ, **env},
+                            start_new_session=True)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if server_answers(api):
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Prefect server stopped at start; see {log.name}")
+        time.sleep(1)
+    proc.terminate()
+    raise RuntimeError(f"the Prefect server did not answer within {wait:.0f} s; see {log.name}")
+
+
+def quarter_start(today: dt.date) -> dt.date:
+    """The quarter before this one: a whole quarter of history to run."""
+    q_month = 3 * ((today.month - 1) // 3) + 1
+    start = dt.date(today.year, q_month, 1)
+    return dt.date(start.year - 1, 10, 1) if q_month == 1 else dt.date(start.year, q_month - 3, 1)
+
+
+def prepare(sample_dir: Path, leads: int) -> Path:
+    """Migrate, load the sample organisation, and write the sample files once (a rerun reuses them)."""
+    from leadflow.orgfile import load_org_file
+    from leadflow.samples.generate import write_sample
+    from leadflow.store.migrate import upgrade
+
+    upgrade(get_settings().effective_database_url)
+    if not (sample_dir / "org.yaml").exists():
+        write_sample(sample_dir, quarter_start(dt.date.today()), leads)
+    load_org_file(sample_dir / "org.yaml")
+    return sample_dir / "inbox"
+
+
+def start(port: int = 4200, leads: int = 5000, serve: bool = True) -> int:
+    started = ensure_server(port)
+    ui = UI.format(port=port)
+    print(f"Prefect UI: {ui}  (server {'started' if started else 'already running'})", flush=True)
+    try:
+        inbox = prepare(get_settings().data_dir / "sample", leads)
+        from flows.lifecycle import lifecycle_flow
+
+        state = lifecycle_flow(inbox=str(inbox), return_state=True)
+        print(f"lifecycle run: {state.type.value} — see {ui}/runs", flush=True)
+        if serve:
+            from deployments.serve import serve_all
+
+            print(f"serving every deployment; the UI is at {ui}/deployments — Ctrl-C stops.", flush=True)
+            serve_all(str(inbox))
+    except KeyboardInterrupt:
+        print("stopped.", flush=True)
+    finally:
+        if started is not None:
+            started.terminate()
+            try:
+                started.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                started.kill()
+    return 0

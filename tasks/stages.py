@@ -1,0 +1,96 @@
+"""Tasks over the time-driven and on-demand stages: one transaction each, a summary back."""
+from __future__ import annotations
+
+import datetime as dt
+
+from prefect import task
+from sqlalchemy import select
+
+from leadflow.stages import audit, conversion, disputes, review, sla
+from leadflow.stages.allocation import allocate_pool
+from leadflow.store.models import Assignment, Customer, Registration
+from tasks.context import stage_ctx
+
+
+def _in_transaction(fn, as_of: dt.datetime) -> dict:
+    ctx = stage_ctx()
+    with ctx.engine.begin() as conn:
+        return fn(conn, ctx, as_of)
+
+
+@task(name="registration records in play")
+def records_in_play(scope: str = "open") -> list[int]:
+    """The registration ids a stage reads: those of customers with an open assignment, or in the pool."""
+    ctx = stage_ctx()
+    with ctx.engine.connect() as conn:
+        if scope == "pool":
+            q = select(Registration.id).join(Customer, Customer.id == Registration.customer_id).where(
+                Customer.status == "pool")
+        else:
+            q = select(Registration.id).join(Assignment, Assignment.customer_id == Registration.customer_id).where(
+                Assignment.ended_at.is_(None))
+        return sorted(set(conn.execute(q.where(Registration.status.in_(("accepted", "attached")))).scalars()))
+
+
+@task(name="validate")
+def validate(stage: str, ids: list[int]):
+    """R-VAL-1: the stage's expectation suite over the registration records it will read."""
+    return stage_ctx().gate(stage, ids=ids)
+
+
+@task(name="allocate the pool", retries=2, retry_delay_seconds=[2, 5, 15])
+def allocate(as_of: dt.datetime) -> dict:
+    return _in_transaction(allocate_pool, as_of)
+
+
+@task(name="SLA check", retries=2, retry_delay_seconds=[2, 5, 15])
+def sla_check(as_of: dt.datetime) -> dict:
+    return _in_transaction(sla.run, as_of)
+
+
+@task(name="monthly audit listing", retries=2, retry_delay_seconds=[2, 5, 15])
+def audit_listing(as_of: dt.datetime) -> dict:
+    return _in_transaction(audit.run_audit, as_of)
+
+
+@task(name="audit re-allocation", retries=2, retry_delay_seconds=[2, 5, 15])
+def audit_grace(as_of: dt.datetime) -> dict:
+    return _in_transaction(audit.run_grace, as_of)
+
+
+@task(name="conversion expiry", retries=2, retry_delay_seconds=[2, 5, 15])
+def expiry(as_of: dt.datetime) -> dict:
+    return _in_transaction(conversion.run, as_of)
+
+
+@task(name="quarterly review", retries=2, retry_delay_seconds=[2, 5, 15])
+def quarterly_review(as_of: dt.datetime) -> dict:
+    return _in_transaction(review.run, as_of)
+
+
+@task(name="dispute rerun", retries=2, retry_delay_seconds=[2, 5, 15])
+def dispute(customer_id: int, as_of: dt.datetime) -> dict:
+    return _in_transaction(lambda conn, ctx, at: disputes.rerun(conn, ctx, customer_id, at), as_of)
+
+
+@task(name="find the customer")
+def resolve_customer(key: str) -> int | None:
+    ctx = stage_ctx()
+    with ctx.engine.connect() as conn:
+        return disputes.resolve_customer(conn, key)
+
+
+@task(name="registrations of the customer")
+def registrations_of(customer_id: int) -> list[int]:
+    ctx = stage_ctx()
+    with ctx.engine.connect() as conn:
+        return list(conn.execute(select(Registration.id).where(Registration.customer_id == customer_id)).scalars())
+
+
+@task(name="record claim")
+def claim(customer_id: int, person: str, at: dt.datetime) -> None:
+    from leadflow.stages.leads import record_claim
+
+    ctx = stage_ctx()
+    with ctx.engine.begin() as conn:
+        record_claim(conn, ctx, customer_id, person, False, at)

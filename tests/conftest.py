@@ -1,0 +1,110 @@
+"""Shared fixtures: a fresh store on SQLite and on PostgreSQL.
+
+- `database_url` -> (url, schema): a fresh, empty database, parametrised over ["sqlite", "postgresql"]:
+  a temporary SQLite file (schema None), or a fresh PostgreSQL schema created with
+  `leadflow.store.db.create_schema` and dropped after the test.
+- `store_target` -> (url, schema) of the same database (what `run_gate` / `gate_for` take).
+- `store_engine` -> a SQLAlchemy engine on it with every table created (`create_all`).
+
+PostgreSQL is the one at $LEADFLOW_TEST_PG_URL (default postgresql+psycopg2://postgres@127.0.0.1:5432/test).
+When it cannot be reached, its cases are skipped with the reason, unless CI=true: then they fail.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the project is not installed into the venv
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+
+
+def pg_admin_url() -> str:
+    """The test PostgreSQL URL; a driverless postgresql:// gets psycopg2 when psycopg (SQLAlchemy
+    2.1's default driver) is not installed."""
+    url = os.environ.get("LEADFLOW_TEST_PG_URL") or DEFAULT_PG_URL
+    if url.startswith("postgresql://"):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+_pg_problem: list[str | None] = []  # cached once per session: [None] reachable, [reason] not
+
+
+def postgres_problem() -> str | None:
+    """None when the test PostgreSQL answers, else why not (one line, no password)."""
+    if not _pg_problem:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        url = pg_admin_url()
+        where = make_url(url).render_as_string(hide_password=True)
+        try:
+            engine = create_engine(url, connect_args={"connect_timeout": 3})
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("select 1"))
+            finally:
+                engine.dispose()
+            _pg_problem.append(None)
+        except Exception as e:
+            _pg_problem.append(f"PostgreSQL unreachable at {where} ({type(e).__name__}: {str(e).strip().splitlines()[0][:120] if str(e).strip() else ''})")
+    return _pg_problem[0]
+
+
+def require_postgres() -> str:
+    """The admin URL, or skip (fail when CI=true) with the reason."""
+    problem = postgres_problem()
+    if problem:
+        if _in_ci():
+            pytest.fail(f"{problem}; CI=true requires PostgreSQL.", pytrace=False)
+        pytest.skip(f"{problem}; set CI=true to make this a failure.")
+    return pg_admin_url()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """(url, schema) of a fresh, empty database: SQLite file or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}", None
+        return
+    from leadflow.store.db import create_schema, drop_schema
+
+    admin = require_postgres()
+    schema = create_schema(admin, prefix="lf_test")
+    try:
+        yield admin, schema
+    finally:
+        drop_schema(admin, schema)
+
+
+@pytest.fixture
+def store_target(database_url):
+    """(url, schema) for the same database as `store_engine`."""
+    return database_url
+
+
+@pytest.fixture
+def store_engine(store_target):
+    """An engine on a fresh database with every table created (SQLite and PostgreSQL)."""
+    from leadflow.store.db import create_all, make_engine
+
+    url, schema = store_target
+    engine = make_engine(url, schema=schema)
+    create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

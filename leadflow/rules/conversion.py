@@ -10,8 +10,9 @@ from leadflow.policy import Policy
 SHARE_HANDOVER_RULES = ("R-CONV-2", "R-SLA-5")  # R-CONV-3: only these hand-overs carry a share
 
 
-def expires_at(clock_start: dt.datetime, tier: str, policy: Policy, retiered_at: dt.datetime | None = None) -> dt.datetime | None:
-    """R-CONV-1 (calendar months in business time), R-TIER-5 (a re-tier that shortens it below the time held ends it then)."""
+def expires_at(clock_start: dt.datetime, tier: str, policy: Policy,
+               retiered_at: dt.datetime | None = None) -> dt.datetime | None:
+    """R-CONV-1: calendar months in business time; R-TIER-5: a re-tier shortening it below the time held ends it then."""
     months = policy.conversion.period_months.get(tier)
     if months is None:  # unclassified / non_target: no conversion period
         return None
@@ -77,7 +78,8 @@ def previous_owner_share(handover_at: dt.datetime, handover_rule: str, previous_
     return float(policy.conversion.previous_owner_commission)
 
 
-def deal_credits(closer: str, previous_owner: str | None, previous_share: float) -> tuple[dict[str, float], dict[str, float]]:
+def deal_credits(closer: str, previous_owner: str | None,
+                 previous_share: float) -> tuple[dict[str, float], dict[str, float]]:
     """R-CONV-3: (performance, commission); the closer has all the performance, the share comes out of the commission."""
     performance = {closer: 1.0}
     if previous_owner is None or previous_owner == closer or previous_share <= 0:
@@ -85,8 +87,9 @@ def deal_credits(closer: str, previous_owner: str | None, previous_share: float)
     return performance, {previous_owner: round(previous_share, 10), closer: round(1.0 - previous_share, 10)}
 
 
-def dormant(last_sale_at: dt.datetime | None, last_payment_at: dt.datetime | None, as_of: dt.datetime, policy: Policy) -> bool:
-    """R-CONV-5 (switch, off by default): a customer with past sales but no sale nor payment for 6 months returns to the pool."""
+def dormant(last_sale_at: dt.datetime | None, last_payment_at: dt.datetime | None, as_of: dt.datetime,
+            policy: Policy) -> bool:
+    """R-CONV-5 (switch, off by default): past sales but no sale nor payment for 6 months -> back to the pool."""
     rule = policy.conversion.dormant_return
     if not rule.enabled or last_sale_at is None:
         return False

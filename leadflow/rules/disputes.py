@@ -64,7 +64,7 @@ def _plus_days(t: dt.datetime, days: float) -> dt.datetime:
 
 
 def protection_until(first_self_reg_at: dt.datetime, followups: list[dt.datetime], policy: Policy) -> dt.datetime:
-    """R-DISP-1: the protection's expiry: 30 days from registration, extended 15 days by each follow-up made while protected; never revived."""
+    """R-DISP-1: protection expiry: 30 days from registration, or 15 days after a follow-up made while protected."""
     end = _plus_days(first_self_reg_at, policy.disputes.protection_days)
     for f in sorted(followups):
         if f < first_self_reg_at:
@@ -112,8 +112,8 @@ def _split(people: list[str], first_share: float) -> dict[str, float]:
     return {p: round(1.0 / len(people), 10) for p in people}
 
 
-def _claims(claims, regs, contacts, deal, policy, evidence) -> tuple[set[str], list[str]]:
-    """R-DISP-4: (valid claimants, refused claimants); the closer needs no claim."""
+def _claims(claims, regs, contacts, holdings, deal, policy, evidence) -> tuple[set[str], list[str]]:
+    """R-DISP-4: (valid claimants, refused claimants); the closer needs no claim; a holding is on record too."""
     deadline = _plus_days(deal.at, policy.disputes.claim_window_days) if deal else None
     valid, refused = set(), []
     for person in sorted({c.person for c in claims}):
@@ -122,11 +122,13 @@ def _claims(claims, regs, contacts, deal, policy, evidence) -> tuple[set[str], l
         whys = []
         for c in sorted((c for c in claims if c.person == person), key=lambda c: c.at):
             has_record = any(r.person == person and r.at <= c.at for r in regs) or any(
-                x.person == person and x.at <= c.at for x in contacts)
+                x.person == person and x.at <= c.at for x in contacts) or any(
+                h.person == person and h.start <= c.at for h in holdings)
             if deadline is not None and c.at > deadline:
                 whys.append(f"claim at {iso(c.at, policy)} is after the claim deadline {iso(deadline, policy)}")
             elif not has_record:
-                whys.append(f"claim at {iso(c.at, policy)} has no registration or contact of the customer on record before it")
+                whys.append(f"claim at {iso(c.at, policy)} has no registration, contact or holding "
+                            "of the customer on record before it")
             else:
                 valid.add(person)
         if person not in valid:
@@ -138,13 +140,13 @@ def _claims(claims, regs, contacts, deal, policy, evidence) -> tuple[set[str], l
 def decide_dispute(regs: list[Reg], contacts: list[Contact], holdings: list[Holding], deal: DealFact | None,
                    claims: list[ClaimFact], policy: Policy, reception_manager: str | None = None,
                    as_of: dt.datetime | None = None) -> DisputeDecision:
-    """R-DISP-8: the first rule that applies, in order R-DISP-4, -2, -6, -7, -5, otherwise R-DISP-1; same facts, same decision."""
+    """R-DISP-8: the first rule that applies (R-DISP-4, -2, -6, -7, -5, else -1); same facts, same decision."""
     times = [x.at for x in (*regs, *contacts, *claims)] + [h.start for h in holdings]
     t = deal.at if deal else (as_of or (max(times) if times else None))
     if t is None:
         return DisputeDecision({}, "R-DISP-1", ["R-DISP-1: nothing on record for the customer"], [], [])
     evidence: list[str] = []
-    valid, refused = _claims(claims, regs, contacts, deal, policy, evidence)
+    valid, refused = _claims(claims, regs, contacts, holdings, deal, policy, evidence)
     knowing = {c.person for c in claims if c.knowingly and c.person not in refused}
     decision, rule, fines = _decide(regs, contacts, holdings, deal, valid, knowing, policy, reception_manager, t, evidence)
     return DisputeDecision(dict(sorted(decision.items())), "R-DISP-4" if refused else rule, evidence, fines, refused)
@@ -193,13 +195,15 @@ def _decide(regs, contacts, holdings, deal, valid, knowing, policy, reception_ma
         holder.kind in SELF_KINDS and len(chain) >= 2 and chain[-1][0].person == holder.person))
     if took_over and (deal is None or closer == holder.person):
         prev = next(((r, lapse) for r, lapse in reversed(chain[:-1]) if r.person != holder.person), None)
-        after = f"{prev[0].person}'s protection lapsed at {iso(prev[1], policy)}" if prev else "the previous protection lapsed"
+        after = (f"{prev[0].person}'s protection lapsed at {iso(prev[1], policy)}" if prev
+                 else "the previous protection lapsed")
         ev.append(f"R-DISP-7: {holder.person} took the customer over at {iso(holder.start, policy)} after {after}")
         return {holder.person: 1.0}, "R-DISP-7", []
     # R-DISP-5: a deal on a customer nobody owns, closed by nobody on record.
     if deal is not None and not closer and holder is None:
         who = reception_manager or "nobody (no reception manager known)"
-        ev.append(f"R-DISP-5: deal at {iso(deal.at, policy)} on an unowned customer, credited to the reception manager {who}")
+        ev.append(f"R-DISP-5: deal at {iso(deal.at, policy)} on an unowned customer, "
+                  f"credited to the reception manager {who}")
         return ({reception_manager: 1.0} if reception_manager else {}), "R-DISP-5", []
     # R-DISP-1: the first valid registration owns; a deal's credit stays with its closer unless a rule above moved it.
     if firsts:

@@ -118,7 +118,8 @@ def breaches(obligations: list[Obligation], records: list[Record], as_of: dt.dat
     return sorted(out, key=lambda b: (b.at, b.assignment_id, b.rule_id))
 
 
-def next_deadline(obligations: list[Obligation], records: list[Record], after: dt.datetime, policy: Policy) -> dt.datetime | None:
+def next_deadline(obligations: list[Obligation], records: list[Record], after: dt.datetime,
+                  policy: Policy) -> dt.datetime | None:
     """R-SLA-1..4: the earliest deadline later than `after` not yet met; its breach is due once the clock passes it."""
     idx = _index(records)
     due = [d for ob in obligations for rule, d in deadlines(ob, policy).items()
@@ -160,7 +161,8 @@ def audit_listings(holdings: list[Holding], records: list[Record], audit_at: dt.
     held = dt.timedelta(days=policy.sla.audit_held_days)
     quiet_from = _plus(audit_at, -dt.timedelta(days=policy.sla.audit_quiet_days), policy)
     out = [Listing(h.assignment_id, h.customer_id, h.person_id, audit_at) for h in holdings
-           if _elapsed(h.held_since, audit_at) > held and not _followed(records, h.customer_id, h.person_id, quiet_from, audit_at)]
+           if _elapsed(h.held_since, audit_at) > held
+           and not _followed(records, h.customer_id, h.person_id, quiet_from, audit_at)]
     return sorted(out, key=lambda x: x.assignment_id)
 
 

@@ -26,7 +26,8 @@ def reapplication(old_tier: str, new_tier: str) -> ReapplyOutcome:
         return ReapplyOutcome(True, None, f"R-TIER-2: a {old_tier} lead gets its tier {new_tier}, no replacement")
     if tier_rank(new_tier) < tier_rank(old_tier):
         return ReapplyOutcome(True, None, f"R-TIER-2: re-tiered up from {old_tier} to {new_tier}, no replacement")
-    return ReapplyOutcome(True, old_tier, f"R-TIER-2: re-tiered down from {old_tier} to {new_tier}, replacement of tier {old_tier} owed")
+    return ReapplyOutcome(True, old_tier,
+                          f"R-TIER-2: re-tiered down from {old_tier} to {new_tier}, replacement of tier {old_tier} owed")
 
 
 
@@ -48,16 +49,20 @@ def _month_index(t: dt.datetime, policy: Policy) -> int:
 
 def misjudgment_penalties(times: list[dt.datetime], new_at: dt.datetime, already_fired: set[tuple],
                           policy: Policy) -> list[MisjudgmentPenalty]:
-    """R-TIER-3: thresholds reached by a new misjudgment at `new_at`; `times` are the person's earlier ones.
+    """R-TIER-3: thresholds reached by a new misjudgment at `new_at`; `times` are the person's misjudgments on record.
 
-    A threshold (count over `months` consecutive calendar months, the window ending with the month of
-    `new_at`) fires when this misjudgment brings the window's count to it, once per window.
+    The new one counts once whether or not `times` already holds it. A threshold (count over `months`
+    consecutive calendar months, the window ending with the month of `new_at`) fires when this
+    misjudgment brings the window's count to it, once per window.
     """
+    earlier = list(times)
+    if new_at in earlier:
+        earlier.remove(new_at)
     new_month = _month_index(new_at, policy)
     out = []
     for th in policy.misjudgment:
         first = new_month - th.months + 1
-        count = 1 + sum(1 for t in times if t <= new_at and first <= _month_index(t, policy) <= new_month)
+        count = 1 + sum(1 for t in earlier if t <= new_at and first <= _month_index(t, policy) <= new_month)
         y, m0 = divmod(first, 12)
         key = ("R-TIER-3", th.count, th.months, f"{y:04d}-{m0 + 1:02d}")
         if count != th.count or key in already_fired:

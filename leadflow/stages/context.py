@@ -12,7 +12,7 @@ from leadflow.clock import local
 from leadflow.policy import Policy
 from leadflow.store.models import Meta
 
-# gate(conn, stage, registration_ids, now) -> {"passed": [...], "quarantined": {id: [reasons]}, "docs": str|None}
+# gate(stage, ids=None, batch_id=None) -> expectations.gate.GateResult (passed, quarantined, batch_error, docs_path)
 Gate = Callable[..., dict[str, Any]]
 
 

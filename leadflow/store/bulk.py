@@ -31,7 +31,10 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict]) -> int:
     if conn.dialect.name != "postgresql" or len(rows) < COPY_THRESHOLD:
         conn.execute(table.insert(), rows)
         return len(rows)
-    columns = list(rows[0].keys())
+    defaults = {c.name: c.default.arg for c in table.columns
+                if c.default is not None and c.default.is_scalar and c.name not in rows[0]}
+    columns = list(rows[0].keys()) + list(defaults)  # COPY skips the ORM's Python-side defaults: apply them
+    rows = [{**row, **defaults} for row in rows] if defaults else rows
     buf = io.StringIO()
     writer = csv.writer(buf)
     for row in rows:

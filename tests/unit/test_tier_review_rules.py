@@ -119,3 +119,12 @@ def test_r_tier_3_thresholds_are_policy_keys():
     strict = load_policy(overrides={"misjudgment": [{"count": 2, "months": 1, "pause_rounds": 5}]})
     out = misjudgment_penalties([at(3, 1)], at(3, 2), set(), strict)
     assert [(p.count, p.pause_rounds) for p in out] == [(2, 5)]
+
+
+def test_r_tier_3_the_new_misjudgment_counts_once_whether_or_not_it_is_already_on_record():
+    earlier = [at(3, 2), at(3, 10)]
+    new = at(3, 20)
+    without = misjudgment_penalties(earlier, new, set(), POLICY)
+    with_new = misjudgment_penalties(earlier + [new], new, set(), POLICY)
+    assert [p.key for p in without] == [p.key for p in with_new] == [("R-TIER-3", 3, 1, "2026-03")]
+    assert misjudgment_penalties([at(3, 2), new], new, set(), POLICY) == []  # only two on record

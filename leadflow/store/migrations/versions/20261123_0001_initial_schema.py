@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 12:32:02.663497
+Create Date: 2026-11-23 12:50:55.234178
 """
 from alembic import op
 import sqlalchemy as sa
@@ -34,6 +34,11 @@ def upgrade() -> None:
     sa.Column('started_at', leadflow.store.models.UTCDateTime(), nullable=False),
     sa.Column('finished_at', leadflow.store.models.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('meta',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.String(length=200), nullable=False),
+    sa.PrimaryKeyConstraint('key')
     )
     op.create_table('rotation_pointers',
     sa.Column('key', sa.String(length=200), nullable=False),
@@ -184,6 +189,7 @@ def upgrade() -> None:
     sa.Column('started_at', leadflow.store.models.UTCDateTime(), nullable=False),
     sa.Column('clock_start', leadflow.store.models.UTCDateTime(), nullable=False),
     sa.Column('exempt', sa.Boolean(), nullable=False),
+    sa.Column('retiered_at', leadflow.store.models.UTCDateTime(), nullable=True),
     sa.Column('bound', sa.Boolean(), nullable=False),
     sa.Column('ended_at', leadflow.store.models.UTCDateTime(), nullable=True),
     sa.Column('end_reason', sa.String(length=32), nullable=True),
@@ -436,6 +442,7 @@ def downgrade() -> None:
     op.drop_table('suspensions')
     op.drop_table('schedule_marks')
     op.drop_table('rotation_pointers')
+    op.drop_table('meta')
     op.drop_table('intake_batches')
     op.drop_table('departments')
     # ### end Alembic commands ###

@@ -29,6 +29,11 @@ def intake_flow(path: str, as_of: dt.datetime | None = None):
         gate = intake.validate(batch_id)
         reporting.publish_validation(gate)
         summary = intake.settle(batch_id, gate, now)
+        if "batch_error" in summary:  # R-VAL-3: every row quarantined, the run fails plainly
+            return Failed(message=summary["batch_error"])
         reporting.publish_allocations(Path(path).name, summary["allocation"]["decisions"])
+        reporting.notify_owners(summary["allocation"]["decisions"])
     reporting.publish_intake(Path(path).name, batch_id, summary)
+    if summary.get("allocation", {}).get("pooled"):
+        return reporting.pool_warning(summary["allocation"])
     return summary

@@ -5,9 +5,11 @@ import datetime as dt
 from pathlib import Path
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from flows.intake import intake_flow
 from flows.timed import (
+    run_name,
     allocation_flow, conversion_expiry_flow, monthly_audit_flow, quarterly_review_flow, sla_check_flow,
 )
 
@@ -19,7 +21,7 @@ def inbox_files(inbox: str) -> list[str]:
     return sorted(str(p) for pattern in PATTERNS for p in folder.glob(pattern)) if folder.is_dir() else []
 
 
-@flow(name="inbox", flow_run_name="inbox {inbox}")
+@flow(name="inbox", flow_run_name=lambda: f"inbox {Path(flow_run.parameters['inbox']).name}")
 def inbox_flow(inbox: str) -> dict:
     """Register every file dropped in the inbox; a file already registered changes nothing (R-REG-4)."""
     results = {}
@@ -29,7 +31,7 @@ def inbox_flow(inbox: str) -> dict:
     return results
 
 
-@flow(name="lifecycle", flow_run_name="lifecycle {as_of}")
+@flow(name="lifecycle", flow_run_name=run_name("lifecycle"))
 def lifecycle_flow(inbox: str, as_of: dt.datetime | None = None) -> dict:
     """Intake, allocation, SLA check, monthly audit, conversion expiry and review, in that order."""
     now = as_of or dt.datetime.now(dt.timezone.utc)

@@ -6,6 +6,8 @@ import datetime as dt
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
+from flows.timed import run_name
+
 from leadflow import reports
 from tasks.context import stage_ctx
 
@@ -39,7 +41,7 @@ def rotation_order(as_of: dt.datetime) -> list[str]:
     return order
 
 
-@flow(name="weekly-rotation-report", flow_run_name="rotation report {as_of}")
+@flow(name="weekly-rotation-report", flow_run_name=run_name("rotation report"))
 def weekly_rotation_report_flow(as_of: dt.datetime | None = None) -> dict:
     """R-ALLOC-1 shift and R-ALLOC-7 publication: this week's order, last week's fairness."""
     now = as_of or dt.datetime.now(dt.timezone.utc)

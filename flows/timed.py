@@ -14,13 +14,35 @@ def _now(as_of: dt.datetime | None) -> dt.datetime:
 
 
 def _gate(stage: str, scope: str = "open"):
-    """R-VAL-1: validate what the stage will read; a batch broken as a whole fails the run (R-VAL-3)."""
-    gate = stages.validate(stage, stages.records_in_play(scope))
+    """R-VAL-1: validate what the stage will read; a batch broken as a whole fails the run (R-VAL-3).
+
+    A time-driven stage with nothing in play has nothing to validate: that is not an empty-file error."""
+    ids = stages.records_in_play(scope)
+    if not ids:
+        return NOTHING_TO_VALIDATE
+    gate = stages.validate(stage, ids)
     reporting.publish_validation(gate)
     return gate
 
 
-@flow(name="sla-check", flow_run_name="sla check {as_of}")
+class _Nothing:
+    batch_error = None
+
+
+NOTHING_TO_VALIDATE = _Nothing()
+
+
+def run_name(title: str):
+    """`sla check 2026-03-02 09:00` — what ran and as of when (never a phone: no lead data in names)."""
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        as_of = flow_run.parameters.get("as_of") or dt.datetime.now(dt.timezone.utc)
+        return f"{title} {as_of.astimezone(dt.timezone(dt.timedelta(hours=8))):%Y-%m-%d %H:%M}"
+    return name
+
+
+@flow(name="sla-check", flow_run_name=run_name("sla check"))
 def sla_check_flow(as_of: dt.datetime | None = None):
     """R-SLA-1..4: record each breach once, with its penalty."""
     gate = _gate("sla_check")
@@ -31,7 +53,7 @@ def sla_check_flow(as_of: dt.datetime | None = None):
     return summary
 
 
-@flow(name="monthly-audit", flow_run_name="monthly audit {as_of}")
+@flow(name="monthly-audit", flow_run_name=run_name("monthly audit"))
 def monthly_audit_flow(as_of: dt.datetime | None = None):
     """R-SLA-5: list untouched leads per manager; take back those still untouched after 7 days."""
     gate = _gate("sla_check")
@@ -45,7 +67,7 @@ def monthly_audit_flow(as_of: dt.datetime | None = None):
     return {"listed": listing["listed"], "reallocated": grace["taken_back"]}
 
 
-@flow(name="conversion-expiry", flow_run_name="conversion expiry {as_of}")
+@flow(name="conversion-expiry", flow_run_name=run_name("conversion expiry"))
 def conversion_expiry_flow(as_of: dt.datetime | None = None):
     """R-CONV-1/2, R-SUSP-7: take back unconverted leads at the end of their period."""
     gate = _gate("conversion_expiry")
@@ -56,7 +78,7 @@ def conversion_expiry_flow(as_of: dt.datetime | None = None):
     return {k: v for k, v in summary.items() if k != "decisions"}
 
 
-@flow(name="quarterly-review", flow_run_name="quarterly review {as_of}")
+@flow(name="quarterly-review", flow_run_name=run_name("quarterly review"))
 def quarterly_review_flow(as_of: dt.datetime | None = None):
     """R-TIER-5 and R-TIER-4: re-tier open customers, re-judge grades; never move a lead."""
     gate = _gate("tiering")
@@ -67,7 +89,7 @@ def quarterly_review_flow(as_of: dt.datetime | None = None):
     return summary
 
 
-@flow(name="allocation", flow_run_name="allocation {as_of}")
+@flow(name="allocation", flow_run_name=run_name("allocation"))
 def allocation_flow(as_of: dt.datetime | None = None):
     """R-ALLOC-5: offer the leads waiting in the pool again, oldest first."""
     gate = _gate("allocation", scope="pool")

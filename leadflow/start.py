@@ -76,6 +76,16 @@ def prepare(sample_dir: Path, leads: int) -> Path:
     return sample_dir / "inbox"
 
 
+def _flush_logs() -> None:
+    """Send the runs' remaining log lines before the server we started goes away."""
+    try:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
+    except Exception:
+        pass
+
+
 def start(port: int = 4200, leads: int = 5000, serve: bool = True) -> int:
     started = ensure_server(port)
     ui = UI.format(port=port)
@@ -94,6 +104,7 @@ def start(port: int = 4200, leads: int = 5000, serve: bool = True) -> int:
     except KeyboardInterrupt:
         print("stopped.", flush=True)
     finally:
+        _flush_logs()
         if started is not None:
             started.terminate()
             try:

@@ -58,4 +58,8 @@ def validate(batch_id: str):
 
 @task(name="accept, attach, quarantine and allocate")
 def settle(batch_id: str, gate, now: dt.datetime) -> dict:
-    return intake.settle(stage_ctx(), batch_id, gate, now)
+    """The batch's outcome; a batch broken as a whole (R-VAL-3) comes back with its one-sentence error."""
+    try:
+        return intake.settle(stage_ctx(), batch_id, gate, now)
+    except intake.StageFailure as e:
+        return {"batch_error": str(e)}

@@ -76,7 +76,7 @@ def leads(quarter_start: dt.date, n: int = 5000, seed: int = 11, bad_share: floa
         day = quarter_start + dt.timedelta(days=rnd.randint(0, 89))
         at = dt.datetime.combine(day, dt.time(rnd.randint(8, 19), rnd.randint(0, 59), rnd.randint(0, 59)))
         channel, label, _ = rnd.choices(CHANNELS, weights=[w for *_, w in CHANNELS])[0]
-        phone_n = rnd.randint(0, 999_999) if rnd.random() < 0.05 else 10_000_000 + i  # some call twice
+        phone_n = 10_000_000 + (rnd.randint(0, i) if i and rnd.random() < 0.04 else i)  # some call again
         row = {"channel": label if rnd.random() < 0.5 else channel, "name": rnd.choice(SURNAMES) + rnd.choice("先生女士"),
                "phone": _phone(rnd, phone_n), "amount": _amount(rnd), "inquiry": rnd.choice(INQUIRIES),
                "registered_at": at.strftime("%Y-%m-%d %H:%M:%S"),

@@ -1,0 +1,136 @@
+"""End to end: a real Prefect server on a free port, every deployment served, an intake and a dispute rerun
+triggered through the Prefect API, their artifacts read back — and no phone unmasked anywhere in them."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SAMPLE = ROOT / "leadflow" / "samples" / "hotline-2026-03-02.csv"
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "LEADFLOW_DATA_DIR": str(tmp / "data"),
+           "LEADFLOW_DATABASE_URL": f"sqlite:///{tmp / 'leadflow.db'}"}
+    procs = []
+    log = open(tmp / "processes.log", "wb")
+    try:
+        procs.append(subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                                       str(port)], env=env, stdout=log, stderr=log, start_new_session=True))
+        _wait(lambda: _healthy(api), 120, "the Prefect server")
+        for args in (["db", "upgrade"], ["org", "load", str(ROOT / "leadflow" / "samples" / "org.yaml")]):
+            subprocess.run([str(BIN / "leadflow"), *args], env=env, check=True, cwd=ROOT, capture_output=True)
+        procs.append(subprocess.Popen([str(BIN / "leadflow"), "serve", "--inbox", str(tmp / "inbox")], env=env,
+                                      stdout=log, stderr=log, cwd=ROOT, start_new_session=True))
+        client = httpx.Client(base_url=api, timeout=30)
+        _wait(lambda: len(client.post("/deployments/filter", json={"limit": 50}).json()) >= 10, 180,
+              "the served deployments")
+        yield client, tmp
+    finally:
+        for p in reversed(procs):
+            os.killpg(p.pid, signal.SIGINT)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        log.close()
+
+
+def _deployment(client, name: str) -> dict:
+    found = [d for d in client.post("/deployments/filter", json={"limit": 50}).json() if d["name"] == name]
+    assert found, f"no deployment named {name}"
+    return found[0]
+
+
+def _run(client, deployment: str, parameters: dict) -> dict:
+    d = _deployment(client, deployment)
+    run = client.post(f"/deployments/{d['id']}/create_flow_run", json={"parameters": parameters}).json()
+
+    def finished():
+        state = client.get(f"/flow_runs/{run['id']}").json()["state"]
+        return state if state and state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+    state = _wait(finished, 240, f"the {deployment} run")
+    assert state["type"] == "COMPLETED", state.get("message")
+    return client.get(f"/flow_runs/{run['id']}").json()
+
+
+def _artifacts(client) -> list[dict]:
+    return client.post("/artifacts/filter", json={"limit": 200, "sort": "CREATED_DESC"}).json()
+
+
+def _sample_phones() -> set[str]:
+    from leadflow.intake.readers import read_registration_file
+    from leadflow.rules.registration import normalise_phone
+
+    return {p for r in read_registration_file(SAMPLE) if (p := normalise_phone(r["phone"])[0]) and len(p) >= 7}
+
+
+def test_deployments_are_served_with_their_schedules(served):
+    client, _ = served
+    sla = _deployment(client, "sla-check")
+    schedules = client.get(f"/deployments/{sla['id']}/schedules").json()
+    assert schedules and schedules[0]["schedule"]["cron"] == "*/5 * * * *"
+    assert schedules[0]["schedule"]["timezone"] == "Asia/Shanghai"
+    assert {"intake-file", "intake-inbox", "dispute-rerun", "quarterly-review", "monthly-audit",
+            "conversion-expiry", "weekly-rotation-report", "lifecycle"} <= \
+        {d["name"] for d in client.post("/deployments/filter", json={"limit": 50}).json()}
+
+
+def test_r_reg_7_intake_and_dispute_runs_through_the_api_publish_masked_artifacts(served):
+    client, _ = served
+    intake = _run(client, "intake-file", {"path": str(SAMPLE)})
+    assert intake["name"] == "intake hotline-2026-03-02.csv"
+    dispute = _run(client, "dispute-rerun", {"customer": "1"})
+    assert dispute["name"] == "dispute customer 1"
+    artifacts = _artifacts(client)
+    keys = {a["key"] for a in artifacts}
+    assert {"intake-hotline-2026-03-02-csv", "validation-intake", "allocation-hotline-2026-03-02-csv",
+            "dispute-1"} <= keys
+    intake_table = next(a for a in artifacts if a["key"] == "intake-hotline-2026-03-02-csv")
+    assert "rows in 12 = accepted" in intake_table["description"]
+    assert "quarantined" in str(intake_table["data"]) and "phone_format" in str(intake_table["data"])
+    dispute_md = next(a for a in artifacts if a["key"] == "dispute-1")
+    assert "Deciding rule: **R-DISP-" in dispute_md["data"]
+    everything = re.sub(r"\s", "", " ".join(f"{a['key']}{a['description']}{a['data']}" for a in artifacts)
+                        + f"{intake['parameters']}{dispute['parameters']}")
+    assert [p for p in _sample_phones() if p in everything] == []

@@ -22,8 +22,8 @@ def _parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="migrate the database to the newest schema")
     org = sub.add_parser("org", help="the org chart").add_subparsers(dest="org_command", required=True)
     org.add_parser("load", help="load departments and people from a YAML file").add_argument("file")
-    r = sub.add_parser("register", help="register a file of leads (CSV, JSON Lines, .xlsx) as a flow run")
-    r.add_argument("file")
+    r = sub.add_parser("register", help="register files of leads (CSV, JSON Lines, .xlsx), one flow run each")
+    r.add_argument("files", nargs="+", metavar="FILE")
     st = sub.add_parser("start", help="the main job: Prefect server + UI, sample data, lifecycle, deployments")
     st.add_argument("--port", type=int, default=4200)
     st.add_argument("--leads", type=int, default=5000, help="how many sample leads to generate")
@@ -116,22 +116,40 @@ def _finish(state, describe) -> int:
     return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
 
 
+def _intake_line(name: str, s: dict) -> str:
+    return (f"{name}: rows in {s['rows_in']} = accepted {s['accepted']} + attached {s['attached']} + "
+            f"quarantined {s['quarantined']}" + (" (already registered: nothing changed)" if s.get("already_registered")
+                                                 else f"; allocated {s['allocation']['allocated']}, "
+                                                      f"left in the pool {s['allocation']['pooled']}"))
+
+
 def cmd_register(args) -> int:
+    """One intake flow run per file, with a progress bar over the files."""
     from pathlib import Path
+
+    from rich.progress import Progress
 
     from leadflow.intake.readers import IntakeFileError
 
-    if not Path(args.file).is_file():
-        raise IntakeFileError(f"{Path(args.file).name}: no such file.")
+    for f in args.files:
+        if not Path(f).is_file():
+            raise IntakeFileError(f"{Path(f).name}: no such file.")
     _use_prefect()
     from flows.intake import intake_flow
 
-    state = intake_flow(path=args.file, return_state=True)
-    return _finish(state, lambda s: (f"{Path(args.file).name}: rows in {s['rows_in']} = accepted {s['accepted']} + "
-                                     f"attached {s['attached']} + quarantined {s['quarantined']}"
-                                     + (" (already registered: nothing changed)" if s.get("already_registered")
-                                        else f"; allocated {s['allocation']['allocated']}, "
-                                             f"left in the pool {s['allocation']['pooled']}")))
+    failed = 0
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("registering", total=len(args.files))
+        for f in args.files:
+            state = intake_flow(path=f, return_state=True)
+            if state.is_completed():
+                progress.console.print(_intake_line(Path(f).name, state.result()), soft_wrap=True)
+            else:
+                failed += 1
+                progress.console.print(state.message or f"{Path(f).name}: {state.type.value}", style="red",
+                                       soft_wrap=True)
+            progress.advance(bar)
+    return 1 if failed else 0
 
 
 def cmd_dispute(args) -> int:

@@ -15,7 +15,8 @@ from __future__ import annotations
 import great_expectations as gx
 from great_expectations.expectations.row_conditions import Column
 
-from expectations import DECIDED_STATUSES, KNOWN_CHANNELS, PHONE_KINDS_VALID, SELF_CHANNEL
+from expectations import SELF_CHANNEL
+from expectations.common import decided, known_channel
 
 SELECT: dict[str, str] = {c: c for c in (
     "status", "customer_id", "phone_kind", "registered_at", "channel", "registered_by", "by_known")}
@@ -26,20 +27,8 @@ def suite() -> gx.ExpectationSuite:
     E = gx.expectations
     is_self = Column("channel") == SELF_CHANNEL
     return gx.ExpectationSuite(name="leadflow_allocation", expectations=[
-        E.ExpectColumnValuesToBeInSet(column="status", value_set=list(DECIDED_STATUSES),
-                                      description="The registration was accepted or attached.",
-                                      meta={"reason": "not_accepted"}),
-        E.ExpectColumnValuesToNotBeNull(column="customer_id", description="The registration has a customer.",
-                                        meta={"reason": "no_customer"}),
-        E.ExpectColumnValuesToBeInSet(column="phone_kind", value_set=list(PHONE_KINDS_VALID),
-                                      description="The phone is a mobile or a landline.",
-                                      meta={"reason": "phone_format"}),
-        E.ExpectColumnValuesToNotBeNull(column="registered_at", description="registered_at is given.",
-                                        meta={"reason": "missing_field"}),
-        E.ExpectColumnValuesToNotBeNull(column="channel", description="The channel is given.",
-                                        meta={"reason": "channel"}),
-        E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(KNOWN_CHANNELS),
-                                      description="The channel is a known channel id.", meta={"reason": "channel"}),
+        *decided(),
+        *known_channel(),
         E.ExpectColumnValuesToNotBeNull(column="registered_by", row_condition=is_self,
                                         description="A self-found lead names its finder (R-REG-8).",
                                         meta={"reason": "missing_field"}),

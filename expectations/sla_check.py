@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import great_expectations as gx
 
-from expectations import DECIDED_STATUSES, KNOWN_CHANNELS
+from expectations.common import decided, known_channel
 
 SELECT: dict[str, str] = {c: c for c in ("status", "customer_id", "registered_at", "decided_at", "channel")}
 REQUIRED: tuple[str, ...] = tuple(SELECT)
@@ -21,17 +21,8 @@ REQUIRED: tuple[str, ...] = tuple(SELECT)
 def suite() -> gx.ExpectationSuite:
     E = gx.expectations
     return gx.ExpectationSuite(name="leadflow_sla_check", expectations=[
-        E.ExpectColumnValuesToBeInSet(column="status", value_set=list(DECIDED_STATUSES),
-                                      description="The registration was accepted or attached.",
-                                      meta={"reason": "not_accepted"}),
-        E.ExpectColumnValuesToNotBeNull(column="customer_id", description="The registration has a customer.",
-                                        meta={"reason": "no_customer"}),
-        E.ExpectColumnValuesToNotBeNull(column="registered_at", description="registered_at is given.",
-                                        meta={"reason": "missing_field"}),
+        *decided(with_phone=False),
         E.ExpectColumnValuesToNotBeNull(column="decided_at", description="The registration's decision time is recorded.",
                                         meta={"reason": "missing_field"}),
-        E.ExpectColumnValuesToNotBeNull(column="channel", description="The channel is given.",
-                                        meta={"reason": "channel"}),
-        E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(KNOWN_CHANNELS),
-                                      description="The channel is a known channel id.", meta={"reason": "channel"}),
+        *known_channel(),
     ])

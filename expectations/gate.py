@@ -289,9 +289,22 @@ _TARGETS: dict[tuple, _Target] = {}
 _TARGETS_LOCK = threading.Lock()
 
 
+def _key(url: str, schema: str | None, docs_dir: str | Path | None) -> tuple:
+    docs = Path(docs_dir).resolve() if docs_dir is not None else None
+    return (url, schema, str(docs) if docs else None)
+
+
+def release(url: str, schema: str | None = None, docs_dir: str | Path | None = None) -> None:
+    """Forget one target and close its connections (a replay's schema is about to be dropped)."""
+    with _TARGETS_LOCK:
+        target = _TARGETS.pop(_key(url, schema, docs_dir), None)
+    if target is not None:
+        target.dispose()
+
+
 def _target(url: str, schema: str | None, docs_dir: str | Path | None) -> _Target:
     docs = Path(docs_dir).resolve() if docs_dir is not None else None
-    key = (url, schema, str(docs) if docs else None)
+    key = _key(url, schema, docs_dir)
     with _TARGETS_LOCK:
         target = _TARGETS.get(key)
         if target is None:
@@ -471,4 +484,5 @@ def gate_for(url: str, schema: str | None = None, docs_dir: str | Path | None = 
                         max_bad_fraction=max_bad_fraction, min_rows_for_fraction=min_rows_for_fraction)
 
     gate.url, gate.schema, gate.docs_dir = url, schema, docs_dir  # type: ignore[attr-defined]
+    gate.close = lambda: release(url, schema, docs_dir)  # type: ignore[attr-defined]
     return gate

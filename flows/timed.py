@@ -64,6 +64,7 @@ def monthly_audit_flow(as_of: dt.datetime | None = None):
     reporting.publish_audit(listing)
     grace = stages.audit_grace(now)
     reporting.publish_allocations("audit re-allocation", grace["decisions"])
+    reporting.notify_owners(grace["decisions"])
     return {"listed": listing["listed"], "reallocated": grace["taken_back"]}
 
 
@@ -75,6 +76,7 @@ def conversion_expiry_flow(as_of: dt.datetime | None = None):
         return Failed(message=gate.batch_error)
     summary = stages.expiry(_now(as_of))
     reporting.publish_expiry(summary)
+    reporting.notify_owners(summary["decisions"])
     return {k: v for k, v in summary.items() if k != "decisions"}
 
 

@@ -87,7 +87,13 @@ def database_url(request, tmp_path):
     try:
         yield admin, schema
     finally:
+        _release_gates()  # pooled gate connections would outlive the schema and exhaust the server
         drop_schema(admin, schema)
+
+
+def _release_gates() -> None:
+    if "expectations.gate" in sys.modules:
+        sys.modules["expectations.gate"].clear_cache()
 
 
 @pytest.fixture

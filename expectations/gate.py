@@ -343,10 +343,12 @@ def _id_clause(ids: list[int]) -> str:
     return "(" + " OR ".join(parts) + ")"
 
 
-def _batch_where(ids: list[int] | None, batch_id: str | None) -> str:
+def _batch_where(ids: list[int] | None, batch_id: str | None, undecided_only: bool = False) -> str:
     clauses = []
     if batch_id is not None:
         clauses.append("batch_id = '" + str(batch_id).replace("'", "''") + "'")
+        if undecided_only:  # intake: a resumed batch does not re-judge the rows it already decided
+            clauses.append("status = 'staged'")
     if ids is not None:
         clauses.append(_id_clause(ids) if ids else "1 = 0")
     return " AND ".join(clauses)
@@ -433,7 +435,7 @@ def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str |
     suite, module = target.suite(stage)
     gate = GateResult(stage=stage)
 
-    where = _batch_where(wanted, batch_id)
+    where = _batch_where(wanted, batch_id, undecided_only=stage == "intake")
     found, problem = target.select_ids(where, module.REQUIRED)
     if problem:  # the rows cannot be checked: all of them are held back, none passes (R-VAL-2, R-VAL-3)
         gate.batch_error = f"The {stage} gate cannot run: {problem}"

@@ -147,8 +147,8 @@ class Replay:
     def deal(self, e: Event) -> None:
         cid = self._customer(e)
         by = e.fields.get("by") or (self.owner_of(cid) if cid else None)
-        if cid is not None and by is not None:
-            deals.record_deal(self.conn, self.ctx, cid, str(by), e.fields["amount"], e.at)
+        if cid is not None:  # no `by` and no owner: closed by nobody on record (R-DISP-5)
+            deals.record_deal(self.conn, self.ctx, cid, None if by is None else str(by), e.fields["amount"], e.at)
 
     def reapply(self, e: Event) -> None:
         cid = self._customer(e)
@@ -198,4 +198,8 @@ def simulate(scenario: Scenario, policy_path: str | None = None, database_url: s
         create_all(engine)
         gate = gate_factory(url, schema, policy) if gate_factory else None
         ctx = StageContext(engine=engine, policy=policy, flow_run_id=None, gate=gate)
-        return Replay(scenario, ctx).run()
+        try:
+            return Replay(scenario, ctx).run()
+        finally:
+            if hasattr(gate, "close"):  # its connections must go before the replay's schema does
+                gate.close()

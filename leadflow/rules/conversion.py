@@ -87,11 +87,19 @@ def deal_credits(closer: str, previous_owner: str | None,
     return performance, {previous_owner: round(previous_share, 10), closer: round(1.0 - previous_share, 10)}
 
 
+def dormant_since(last_sale_at: dt.datetime | None, last_payment_at: dt.datetime | None,
+                  policy: Policy) -> dt.datetime | None:
+    """R-CONV-5 (switch, off by default): when a customer with past sales falls dormant (6 months after
+    the last sale or payment); None when the switch is off or there was no sale."""
+    rule = policy.conversion.dormant_return
+    if not rule.enabled or last_sale_at is None:
+        return None
+    last = max(t for t in (last_sale_at, last_payment_at) if t is not None)
+    return add_months(local(last, policy), rule.months)
+
+
 def dormant(last_sale_at: dt.datetime | None, last_payment_at: dt.datetime | None, as_of: dt.datetime,
             policy: Policy) -> bool:
     """R-CONV-5 (switch, off by default): past sales but no sale nor payment for 6 months -> back to the pool."""
-    rule = policy.conversion.dormant_return
-    if not rule.enabled or last_sale_at is None:
-        return False
-    last = max(t for t in (last_sale_at, last_payment_at) if t is not None)
-    return as_of >= add_months(local(last, policy), rule.months)  # an expiry: it takes effect at that instant
+    since = dormant_since(last_sale_at, last_payment_at, policy)
+    return since is not None and as_of >= since  # an expiry: it takes effect at that instant

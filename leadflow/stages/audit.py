@@ -72,10 +72,13 @@ def listing_report(conn: Connection, listed: list) -> list[dict]:
 
 
 def _open_listings(conn: Connection) -> list:
+    """Listings still pending on an open holding of a lead still in play (R-SLA-5: a lead that closed
+    during the grace is no longer an untouched lead and is not taken back)."""
     rows = conn.execute(select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.at)
                         .join(Assignment, Assignment.id == Breach.assignment_id)
+                        .join(Customer, Customer.id == Breach.customer_id)
                         .where(Breach.rule_id == "R-SLA-5", Breach.resolved_at.is_(None),
-                               Assignment.ended_at.is_(None))).all()
+                               Assignment.ended_at.is_(None), Customer.status == "assigned")).all()
     return [rules.Listing(*r) for r in rows]
 
 
@@ -95,7 +98,14 @@ def run_grace(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     for item in due:
         conn.execute(t.update().where(t.c.assignment_id == item.assignment_id, t.c.rule_id == "R-SLA-5",
                                       t.c.resolved_at.is_(None)).values(resolved_at=item.at + grace))
-    result = take_back(conn, ctx, [{"assignment_id": i.assignment_id, "customer_id": i.customer_id,
-                                    "person_id": i.person_id} for i in due if i.assignment_id in back],
-                       as_of, "R-SLA-5", "still no effective follow-up 7 days after the audit listing")
+    result = {"taken_back": 0, "allocated": 0, "pooled": 0, "decisions": []}
+    for deadline in sorted({i.at + grace for i in due if i.assignment_id in back}):
+        # the hand-over is dated at the grace deadline it follows from, however late the run
+        part = take_back(conn, ctx, [{"assignment_id": i.assignment_id, "customer_id": i.customer_id,
+                                      "person_id": i.person_id} for i in due
+                                     if i.assignment_id in back and i.at + grace == deadline],
+                         deadline, "R-SLA-5", "still no effective follow-up 7 days after the audit listing")
+        for k in ("taken_back", "allocated", "pooled"):
+            result[k] += part.get(k, 0)
+        result["decisions"] += part.get("decisions", [])
     return {"as_of": as_of.isoformat(), **result}

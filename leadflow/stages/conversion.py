@@ -10,7 +10,7 @@ from leadflow.rules import conversion as rules
 from leadflow.stages.context import StageContext
 from leadflow.stages.reassign import take_back
 from leadflow.store import ledger
-from leadflow.store.models import Activity, Assignment, Bar, Customer
+from leadflow.store.models import Activity, Assignment, Bar, Customer, Deal
 
 STAGE = "conversion_expiry"
 
@@ -41,7 +41,8 @@ def load_cases(conn: Connection, ctx: StageContext) -> list[tuple]:
 
 def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
     cases = load_cases(conn, ctx)
-    return min((e for e, _ in cases), default=None)
+    return min([e for e, _ in cases] + [t for t in [next_dormant(conn, ctx, horizon)] if t is not None],
+               default=None)
 
 
 def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
@@ -65,8 +66,10 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
         results.append(take_back(conn, ctx, [{"assignment_id": case.assignment_id, "customer_id": case.customer_id,
                                               "person_id": case.person_id}], expiry, "R-CONV-2",
                                  f"conversion period of tier {case.tier} ended without a deal or step 4"))
+    dormant = run_dormant(conn, ctx, as_of)  # R-CONV-5 runs with the expiry flow
     return {"as_of": as_of.isoformat(), "expired": len(back), "exempted": len(exempt),
-            "decisions": [d for r in results for d in r["decisions"]],
+            "returned_dormant": dormant["returned"],
+            "decisions": [d for r in results for d in r["decisions"]] + dormant["decisions"],
             "taken_back": [{"customer_id": c.customer_id, "from": c.person_id, "tier": c.tier,
                             "expired_at": e.isoformat()} for e, c in back]}
 
@@ -79,3 +82,38 @@ def _bar(conn: Connection, ctx: StageContext, person: str, tier: str, at: dt.dat
         conn.execute(Bar.__table__.insert().values(person_id=person, tier=tier, since=at))
         ledger.append(conn, [ledger.entry(at, "R-SUSP-7", "bar", f"no more {tier} leads until a {tier} close",
                                           person_id=person)], ctx.policy.version, ctx.flow_run_id)
+
+
+# --- R-CONV-5: dormant return (seed 004 variant, a policy switch, off by default) ---------------------
+def load_dormant(conn: Connection, ctx: StageContext) -> list[tuple[dt.datetime, int]]:
+    """(dormant instant, customer) for every converted customer; nothing when the switch is off.
+
+    No payment is on record in this build, so the last sale alone starts the 6 months.
+    """
+    if not ctx.policy.conversion.dormant_return.enabled:
+        return []
+    rows = conn.execute(select(Customer.id, func.max(Deal.at)).join(Deal, Deal.customer_id == Customer.id)
+                        .where(Customer.status == "converted").group_by(Customer.id)).all()
+    out = [(rules.dormant_since(last, None, ctx.policy), cid) for cid, last in rows]
+    return sorted((t, cid) for t, cid in out if t is not None)
+
+
+def next_dormant(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
+    return min((t for t, _ in load_dormant(conn, ctx)), default=None)
+
+
+def run_dormant(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
+    """Customers dormant by `as_of` return to the company pool, each at its own instant, and are offered by
+    the normal rotation (the rulebook excludes nobody)."""
+    results = []
+    for at, cid in load_dormant(conn, ctx):
+        if at > as_of:
+            break
+        a = conn.execute(select(Assignment.id, Assignment.person_id).where(
+            Assignment.customer_id == cid, Assignment.ended_at.is_(None))).first()
+        results.append(take_back(conn, ctx, [{"assignment_id": a[0] if a else None, "customer_id": cid,
+                                              "person_id": a[1] if a else None}], at, "R-CONV-5",
+                                 "no sale and no payment for 6 months: back to the company pool",
+                                 exclude_owner=False))
+    return {"as_of": as_of.isoformat(), "returned": len(results),
+            "decisions": [d for r in results for d in r["decisions"]]}

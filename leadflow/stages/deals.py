@@ -35,14 +35,18 @@ def previous_owner_share(conn: Connection, ctx: StageContext, customer_id: int, 
     return person, rules.previous_owner_share(handover_at, rule, bool(active), followups, ctx.policy)
 
 
-def record_deal(conn: Connection, ctx: StageContext, customer_id: int, closer: str, amount: float,
+def record_deal(conn: Connection, ctx: StageContext, customer_id: int, closer: str | None, amount: float,
                 at: dt.datetime) -> dict:
-    """The customer closed: a deal at the customer's tier, credits, and any R-SUSP-7 bar lifted."""
+    """The customer closed: a deal at the customer's tier, credits, and any R-SUSP-7 bar lifted.
+
+    `closer` None: closed by nobody on record (R-DISP-5)."""
     tier = conn.execute(select(Customer.tier).where(Customer.id == customer_id)).scalar()
     deal_id = conn.execute(Deal.__table__.insert().values(customer_id=customer_id, closer_id=closer,
                                                           amount_yuan=float(amount), tier=tier, at=at)).inserted_primary_key[0]
     ct = Customer.__table__
     conn.execute(ct.update().where(ct.c.id == customer_id).values(status="converted", converted_at=at))
+    if closer is None:
+        return _unclaimed_deal(conn, ctx, customer_id, deal_id, tier, amount, at)
     previous, share = previous_owner_share(conn, ctx, customer_id, closer)
     performance, commission = rules.deal_credits(closer, previous, share)
     write_credits(conn, deal_id, performance, commission, at, "R-CONV-3" if share else "R-ALLOC-7")
@@ -57,6 +61,22 @@ def record_deal(conn: Connection, ctx: StageContext, customer_id: int, closer: s
                                       explanation={"performance": performance, "commission": commission})],
                   ctx.policy.version, ctx.flow_run_id)
     return {"deal_id": deal_id, "performance": performance, "commission": commission}
+
+
+def _unclaimed_deal(conn: Connection, ctx: StageContext, customer_id: int, deal_id: int, tier: str, amount: float,
+                    at: dt.datetime) -> dict:
+    """R-DISP-5: a deal closed by nobody on record is the reception manager's (first department that week)."""
+    from leadflow.stages.disputes import reception_manager  # disputes builds on this module
+
+    manager = reception_manager(conn, ctx, at)
+    credit = {manager: 1.0} if manager else {}
+    write_credits(conn, deal_id, credit, credit, at, "R-DISP-5")
+    ledger.append(conn, [ledger.entry(at, "R-DISP-5", "deal", f"closed at tier {tier} for {float(amount):g} yuan "
+                                      f"by nobody on record: credited to the reception manager {manager or '-'}",
+                                      customer_id=customer_id, person_id=manager,
+                                      explanation={"performance": credit, "commission": credit})],
+                  ctx.policy.version, ctx.flow_run_id)
+    return {"deal_id": deal_id, "performance": credit, "commission": credit}
 
 
 def write_credits(conn: Connection, deal_id: int, performance: dict, commission: dict, at: dt.datetime,

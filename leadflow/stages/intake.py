@@ -16,7 +16,7 @@ from leadflow.stages.context import StageContext
 from leadflow.store import ledger
 from leadflow.store.bulk import insert_rows
 from leadflow.store.models import (
-    Assignment, Customer, CustomerPhone, IntakeBatch, Person, Registration,
+    Activity, Assignment, Customer, CustomerPhone, IntakeBatch, Person, Registration,
 )
 
 
@@ -90,6 +90,7 @@ def decide(conn: Connection, ctx: StageContext, batch_id: str, quarantined: dict
     phones = _customers_by_phone(conn, [r["phone"] for r in passed])
     outcome: dict[int, dict] = {}
     new_customers: list[dict] = []
+    self_attached: list[tuple[dict, int]] = []
     for r in passed:
         if r["key"] in existing:  # a repeated delivery: attached, claims no second key
             outcome[r["id"]] = {"status": "attached", "customer": existing[r["key"]], "key": None,
@@ -98,6 +99,8 @@ def decide(conn: Connection, ctx: StageContext, batch_id: str, quarantined: dict
             outcome[r["id"]] = {"status": "attached", "customer": phones[r["phone"]], "key": r["key"],
                                 "rule": "R-REG-5"}
             existing[r["key"]] = phones[r["phone"]]
+            if r["channel"] == ctx.policy.registration.self_channel and not isinstance(phones[r["phone"]], tuple):
+                self_attached.append((r, phones[r["phone"]]))
         else:
             new_customers.append(r)
             phones[r["phone"]] = ("new", r["id"])
@@ -108,6 +111,8 @@ def decide(conn: Connection, ctx: StageContext, batch_id: str, quarantined: dict
     for o in outcome.values():
         if isinstance(o["customer"], tuple):
             o["customer"] = created[o["customer"][1]]
+    for rid in _take_over(conn, ctx, self_attached, now):
+        outcome[rid]["rule"] = "R-DISP-7"
     _write_outcomes(conn, ctx, rows, outcome, quarantined, now)
     counts = Counter(o["status"] for o in outcome.values())
     return {"rows_in": len(rows), "accepted": counts["accepted"], "attached": counts["attached"],
@@ -169,6 +174,49 @@ def _assign_self_found(conn, ctx, own, now):
                                       "registration", customer_id=cid, person_id=r["registered_by"],
                                       department_id=depts.get(r["registered_by"])) for r, cid, _ in own],
                   ctx.policy.version, ctx.flow_run_id)
+
+
+EFFECTIVE = ("contact", "follow_up", "sales_step")  # an effective follow-up (R-SLA-5, R-DISP-1)
+
+
+def _take_over(conn: Connection, ctx: StageContext, candidates: list[tuple[dict, int]], now: dt.datetime) -> set[int]:
+    """R-REG-8, R-DISP-1, R-DISP-7: another salesperson's `self` registration of a self-found customer
+    takes it over once the holder's protection has lapsed (judged at the registration's time); inside
+    protection it only attaches. Allocated leads (held by a conversion period) are never taken over,
+    nor is anything by a company-channel registration. Returns the registration ids that took over."""
+    from leadflow.rules.disputes import protection_until
+
+    taken: set[int] = set()
+    done: set[int] = set()
+    for r, cid in candidates:
+        if cid in done:  # one takeover per customer and batch; later rows fall inside the new protection
+            continue
+        a = conn.execute(select(Assignment).where(Assignment.customer_id == cid,
+                                                  Assignment.ended_at.is_(None))).mappings().first()
+        c = conn.execute(select(Customer.status, Customer.tier).where(Customer.id == cid)).first()
+        if (a is None or c is None or c.status != "assigned" or a["kind"] not in ("self", "takeover")
+                or a["person_id"] == r["registered_by"]):
+            continue
+        followups = list(conn.execute(select(Activity.at).where(
+            Activity.customer_id == cid, Activity.person_id == a["person_id"], Activity.kind.in_(EFFECTIVE),
+            Activity.at >= a["started_at"], Activity.at <= r["registered_at"])).scalars())
+        if r["registered_at"] < protection_until(a["started_at"], followups, ctx.policy):
+            continue  # still protected (an expiry: at the instant of lapse it is free)
+        dept = conn.execute(select(Person.department_id).where(Person.id == r["registered_by"])).scalar()
+        at_, ct = Assignment.__table__, Customer.__table__
+        conn.execute(at_.update().where(at_.c.id == a["id"]).values(ended_at=now, end_reason="takeover"))
+        conn.execute(at_.insert().values(
+            customer_id=cid, person_id=r["registered_by"], department_id=dept, kind="takeover", rule_id="R-DISP-7",
+            tier=c.tier, started_at=now, clock_start=now, exempt=False, bound=True,
+            policy_version=ctx.policy.version))
+        conn.execute(ct.update().where(ct.c.id == cid).values(owner_id=r["registered_by"], department_id=dept))
+        ledger.append(conn, [ledger.entry(now, "R-DISP-7", "self_found", "protection lapsed: the next valid "
+                                          "self registration takes the customer over", customer_id=cid,
+                                          person_id=r["registered_by"], from_person_id=a["person_id"],
+                                          department_id=dept)], ctx.policy.version, ctx.flow_run_id)
+        taken.add(r["id"])
+        done.add(cid)
+    return taken
 
 
 def _write_outcomes(conn, ctx, rows, outcome, quarantined, now):

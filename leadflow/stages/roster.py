@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from leadflow.policy import Policy
 from leadflow.rules.allocation import Candidate, Roster
 from leadflow.rules.suspensions import Interval, suspended_until
-from leadflow.store.models import Assignment, Bar, Department, Leave, Pause, Person, Suspension
+from leadflow.store.models import Assignment, Bar, Customer, Department, Leave, Pause, Person, Suspension
 
 
 def load_suspensions(conn: Connection, kind: str, now: dt.datetime) -> dict[str, dt.datetime]:
@@ -44,8 +44,10 @@ def load_roster(conn: Connection, policy: Policy, now: dt.datetime) -> Roster:
     for person, tier in conn.execute(select(Bar.person_id, Bar.tier).where(Bar.lifted_at.is_(None))):
         barred[person].add(tier)
     open_counts: dict[str, dict[str, int]] = defaultdict(dict)
+    # R-ALLOC-4 capacity counts open leads: a closed (converted) lead keeps its owner but is not open.
     for person, tier, n in conn.execute(select(Assignment.person_id, Assignment.tier, func.count())
-                                        .where(Assignment.ended_at.is_(None))
+                                        .join(Customer, Customer.id == Assignment.customer_id)
+                                        .where(Assignment.ended_at.is_(None), Customer.status == "assigned")
                                         .group_by(Assignment.person_id, Assignment.tier)):
         open_counts[person][tier] = n
     people = {}

@@ -251,7 +251,7 @@ class Deal(Base):
     __tablename__ = "deals"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
-    closer_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    closer_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))  # None: closed by nobody on record
     amount_yuan: Mapped[float] = mapped_column(Float)
     tier: Mapped[str] = mapped_column(String(16))
     at: Mapped[dt.datetime]

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 from leadflow.policy import load_policy
 from leadflow.rules.conversion import (
-    ExpiryCase, deal_credits, dormant, expires_at, expiry_decision, previous_owner_share,
+    ExpiryCase, deal_credits, dormant, dormant_since, expires_at, expiry_decision, previous_owner_share,
 )
 
 POLICY = load_policy()
@@ -170,3 +170,11 @@ def test_r_conv_5_a_later_payment_keeps_the_customer_and_no_past_sale_means_neve
     assert dormant(T0, payment, dt.datetime(2026, 8, 1, tzinfo=CST), ON) is False
     assert dormant(T0, payment, dt.datetime(2026, 9, 1, 9, 0, tzinfo=CST), ON) is True
     assert dormant(None, payment, dt.datetime(2030, 1, 1, tzinfo=CST), ON) is False
+
+
+def test_r_conv_5_the_dormant_instant_is_6_calendar_months_after_the_last_sale_or_payment():
+    payment = dt.datetime(2026, 8, 31, 10, 0, tzinfo=CST)
+    assert dormant_since(T0, None, ON) == dt.datetime(2026, 7, 5, 9, 0, tzinfo=CST)
+    assert dormant_since(T0, payment, ON) == dt.datetime(2027, 2, 28, 10, 0, tzinfo=CST)  # month-end
+    assert dormant_since(T0, None, POLICY) is None  # the switch is off by default
+    assert dormant_since(None, payment, ON) is None  # no past sale

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 12:50:55.234178
+Create Date: 2026-11-23 13:34:13.455032
 """
 from alembic import op
 import sqlalchemy as sa
@@ -231,7 +231,7 @@ def upgrade() -> None:
     op.create_table('deals',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('closer_id', sa.String(length=64), nullable=False),
+    sa.Column('closer_id', sa.String(length=64), nullable=True),
     sa.Column('amount_yuan', sa.Float(), nullable=False),
     sa.Column('tier', sa.String(length=16), nullable=False),
     sa.Column('at', leadflow.store.models.UTCDateTime(), nullable=False),

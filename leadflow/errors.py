@@ -9,10 +9,11 @@ from leadflow.scenario import ScenarioError
 from leadflow.simulate import NotImplementedEvent
 from leadflow.stages.intake import StageFailure
 from leadflow.stages.people import OrgError
+from leadflow.stages.validation import ValidationFailure
 from leadflow.store.db import StoreError
 
 USER_ERRORS = (IntakeFileError, OrgFileError, PolicyError, ScenarioError, NotImplementedEvent, StageFailure,
-               OrgError, StoreError)
+               OrgError, StoreError, ValidationFailure)
 
 
 def one_line(e: BaseException) -> str:

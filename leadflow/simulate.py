@@ -13,7 +13,7 @@ from sqlalchemy import select
 from leadflow.policy import load_policy
 from leadflow.scenario import Event, Scenario
 from leadflow.clock import local
-from leadflow.stages import activities, allocation, deals, disputes, intake, leads, people, timed
+from leadflow.stages import activities, allocation, deals, disputes, intake, leads, people, timed, validation
 from leadflow.stages.context import StageContext, set_meta_once
 from leadflow.state import world_state
 from leadflow.store.db import create_all, create_schema, drop_schema, make_engine
@@ -99,6 +99,9 @@ class Replay:
         self.allocate()
 
     def allocate(self) -> None:
+        with self.ctx.engine.connect() as conn:
+            waiting = validation.records_in_play(conn, "pool")
+        validation.check(self.ctx, "allocation", waiting, self.now)  # R-VAL-1, only when leads wait
         with self.ctx.engine.begin() as conn:
             allocation.allocate_pool(conn, self.ctx, self.now)
 
@@ -180,6 +183,7 @@ class Replay:
     def dispute(self, e: Event) -> None:
         cid = self._customer(e)
         if cid is not None:
+            validation.check(self.ctx, "dispute", validation.registrations_of(self.conn, cid), e.at)  # R-VAL-1
             disputes.rerun(self.conn, self.ctx, cid, e.at)
 
     def _customer(self, e: Event) -> int | None:

@@ -6,7 +6,7 @@ import datetime as dt
 from prefect import task
 from sqlalchemy import select
 
-from leadflow.stages import audit, conversion, disputes, review, sla
+from leadflow.stages import audit, conversion, disputes, review, sla, validation
 from leadflow.stages.allocation import allocate_pool
 from leadflow.store.models import Assignment, Customer, Registration
 from tasks.context import stage_ctx
@@ -23,13 +23,7 @@ def records_in_play(scope: str = "open") -> list[int]:
     """The registration ids a stage reads: those of customers with an open assignment, or in the pool."""
     ctx = stage_ctx()
     with ctx.engine.connect() as conn:
-        if scope == "pool":
-            q = select(Registration.id).join(Customer, Customer.id == Registration.customer_id).where(
-                Customer.status == "pool")
-        else:
-            q = select(Registration.id).join(Assignment, Assignment.customer_id == Registration.customer_id).where(
-                Assignment.ended_at.is_(None))
-        return sorted(set(conn.execute(q.where(Registration.status.in_(("accepted", "attached")))).scalars()))
+        return validation.records_in_play(conn, scope)
 
 
 @task(name="validate")
@@ -84,7 +78,7 @@ def resolve_customer(key: str) -> int | None:
 def registrations_of(customer_id: int) -> list[int]:
     ctx = stage_ctx()
     with ctx.engine.connect() as conn:
-        return list(conn.execute(select(Registration.id).where(Registration.customer_id == customer_id)).scalars())
+        return validation.registrations_of(conn, customer_id)
 
 
 @task(name="record claim")

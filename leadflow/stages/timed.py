@@ -7,7 +7,7 @@ from typing import Callable
 
 from sqlalchemy.engine import Connection
 
-from leadflow.stages import audit, conversion, review, sla
+from leadflow.stages import audit, conversion, review, sla, validation
 from leadflow.stages.context import StageContext
 from leadflow.stages.marks import set_mark
 
@@ -42,6 +42,7 @@ def catch_up(ctx: StageContext, as_of: dt.datetime, limit: int = 100_000) -> lis
     Each run is idempotent in its `as_of` (R-SLA-6), so catching up late or twice records nothing twice.
     """
     ran = []
+    validated: set[str] = set()
     for _ in range(limit):
         with ctx.engine.begin() as conn:
             due = []
@@ -52,6 +53,11 @@ def catch_up(ctx: StageContext, as_of: dt.datetime, limit: int = 100_000) -> lis
             if not due:
                 return ran
             t, _, stage = min(due, key=lambda d: (d[0], d[1]))
+            ids = validation.records_in_play(conn) if validation.SUITE_OF[stage.name] not in validated else []
+        if ids:  # R-VAL-1: each suite once per catch-up, on the records the stages read, before they run
+            validation.check(ctx, validation.SUITE_OF[stage.name], ids, t)
+            validated.add(validation.SUITE_OF[stage.name])
+        with ctx.engine.begin() as conn:
             stage.run(conn, ctx, t)
             ran.append((stage.name, t))
     raise RuntimeError("the time-driven stages did not settle; a stage keeps falling due")

@@ -83,7 +83,9 @@ def _deployment(client, name: str) -> dict:
 
 def _run(client, deployment: str, parameters: dict) -> dict:
     d = _deployment(client, deployment)
-    run = client.post(f"/deployments/{d['id']}/create_flow_run", json={"parameters": parameters}).json()
+    response = client.post(f"/deployments/{d['id']}/create_flow_run", json={"parameters": parameters})
+    assert response.status_code < 300, response.text[:500]
+    run = response.json()
 
     def finished():
         state = client.get(f"/flow_runs/{run['id']}").json()["state"]

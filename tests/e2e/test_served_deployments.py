@@ -62,7 +62,7 @@ def served(tmp_path_factory):
         procs.append(subprocess.Popen([str(BIN / "leadflow"), "serve", "--inbox", str(tmp / "inbox")], env=env,
                                       stdout=log, stderr=log, cwd=ROOT, start_new_session=True))
         client = httpx.Client(base_url=api, timeout=30)
-        _wait(lambda: len(client.post("/deployments/filter", json={"limit": 50}).json()) >= 10, 180,
+        _wait(lambda: len(_call(client, "POST", "/deployments/filter", json={"limit": 50}).json()) >= 10, 180,
               "the served deployments")
         yield client, tmp
     finally:
@@ -75,29 +75,39 @@ def served(tmp_path_factory):
         log.close()
 
 
+def _call(client, method: str, url: str, **kw) -> httpx.Response:
+    """The API, retried on 5xx as Prefect's own client does (a busy SQLite server answers 503 for a moment)."""
+    for attempt in range(15):
+        response = client.request(method, url, **kw)
+        if response.status_code < 500:
+            return response
+        time.sleep(2)
+    return response
+
+
 def _deployment(client, name: str) -> dict:
-    found = [d for d in client.post("/deployments/filter", json={"limit": 50}).json() if d["name"] == name]
+    found = [d for d in _call(client, "POST", "/deployments/filter", json={"limit": 50}).json() if d["name"] == name]
     assert found, f"no deployment named {name}"
     return found[0]
 
 
 def _run(client, deployment: str, parameters: dict) -> dict:
     d = _deployment(client, deployment)
-    response = client.post(f"/deployments/{d['id']}/create_flow_run", json={"parameters": parameters})
+    response = _call(client, "POST", f"/deployments/{d['id']}/create_flow_run", json={"parameters": parameters})
     assert response.status_code < 300, response.text[:500]
     run = response.json()
 
     def finished():
-        state = client.get(f"/flow_runs/{run['id']}").json()["state"]
+        state = _call(client, "GET", f"/flow_runs/{run['id']}").json()["state"]
         return state if state and state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
     state = _wait(finished, 240, f"the {deployment} run")
     assert state["type"] == "COMPLETED", state.get("message")
-    return client.get(f"/flow_runs/{run['id']}").json()
+    return _call(client, "GET", f"/flow_runs/{run['id']}").json()
 
 
 def _artifacts(client) -> list[dict]:
-    return client.post("/artifacts/filter", json={"limit": 200, "sort": "CREATED_DESC"}).json()
+    return _call(client, "POST", "/artifacts/filter", json={"limit": 200, "sort": "CREATED_DESC"}).json()
 
 
 def _sample_phones() -> set[str]:
@@ -110,12 +120,12 @@ def _sample_phones() -> set[str]:
 def test_deployments_are_served_with_their_schedules(served):
     client, _ = served
     sla = _deployment(client, "sla-check")
-    schedules = client.get(f"/deployments/{sla['id']}/schedules").json()
+    schedules = _call(client, "GET", f"/deployments/{sla['id']}/schedules").json()
     assert schedules and schedules[0]["schedule"]["cron"] == "*/5 * * * *"
     assert schedules[0]["schedule"]["timezone"] == "Asia/Shanghai"
     assert {"intake-file", "intake-inbox", "dispute-rerun", "quarterly-review", "monthly-audit",
             "conversion-expiry", "weekly-rotation-report", "lifecycle"} <= \
-        {d["name"] for d in client.post("/deployments/filter", json={"limit": 50}).json()}
+        {d["name"] for d in _call(client, "POST", "/deployments/filter", json={"limit": 50}).json()}
 
 
 def test_r_reg_7_intake_and_dispute_runs_through_the_api_publish_masked_artifacts(served):

@@ -14,9 +14,9 @@ from tasks import reporting, stages
 
 
 @flow(name="dispute", flow_run_name="dispute customer {customer}")
-def dispute_flow(customer: str, claimants: list[str] | None = None, as_of: dt.datetime | None = None):
+def dispute_flow(customer: int | str, claimants: list[str] | None = None, as_of: dt.datetime | None = None):
     """Decide who the customer's deal belongs to from the recorded history; same history, nothing new."""
-    customer_id = stages.resolve_customer(customer)
+    customer_id = stages.resolve_customer(str(customer))  # `--param customer=1` arrives as a number
     if customer_id is None:
         return Failed(message=f"no customer matches {customer!r} (give a customer id or a registration reference).")
     for person in claimants or []:

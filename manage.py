@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -59,10 +60,14 @@ def run_tests(args: list[str]) -> int:
 
 
 def run_start(args: list[str]) -> int:
-    try:
-        return subprocess.run([str(BIN / "leadflow"), "start", *args], cwd=ROOT).returncode
-    except KeyboardInterrupt:
-        return 130
+    """Run the main job; Ctrl-C or a SIGTERM reaches it, and it stops the server it started."""
+    child = subprocess.Popen([str(BIN / "leadflow"), "start", *args], cwd=ROOT)
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # the terminal sent Ctrl-C to both of us: wait for it to finish cleanly
+            continue
 
 
 def main() -> int:

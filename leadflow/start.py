@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -86,7 +87,14 @@ def _flush_logs() -> None:
         pass
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def start(port: int = 4200, leads: int = 5000, serve: bool = True) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
+        signal.signal(signal.SIGINT, _interrupt)
     started = ensure_server(port)
     ui = UI.format(port=port)
     print(f"Prefect UI: {ui}  (server {'started' if started else 'already running'})", flush=True)

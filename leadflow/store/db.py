@@ -50,7 +50,7 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         args["options"] = f"-csearch_path={schema}"
     # values_plus_batch: executemany UPDATEs go as psycopg2 batches, not one round trip per row.
     return create_engine(parsed, connect_args=args, pool_pre_ping=True, executemany_mode="values_plus_batch",
-                         insertmanyvalues_page_size=5000)
+                         insertmanyvalues_page_size=5000, executemany_batch_page_size=2000)
 
 
 def check_connection(engine: Engine) -> None:

@@ -5,6 +5,7 @@ import datetime as dt
 
 from sqlalchemy.engine import Connection
 
+from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Ledger
 
 
@@ -22,5 +23,4 @@ def append(conn: Connection, entries: list[dict], policy_version: str, flow_run_
     recorded = dt.datetime.now(dt.timezone.utc)
     rows = [{**e, "policy_version": policy_version, "flow_run_id": flow_run_id, "recorded_at": recorded}
             for e in entries]
-    conn.execute(Ledger.__table__.insert(), rows)
-    return len(rows)
+    return insert_rows(conn, Ledger.__table__, rows)  # COPY on PostgreSQL for large batches

@@ -25,6 +25,12 @@ def _gate(stage: str, scope: str = "open"):
     return gate
 
 
+def _blocked(stage: str, scope: str = "open"):
+    """The Failed state that stops the flow when its records are broken as a whole (R-VAL-3), else None."""
+    gate = _gate(stage, scope)
+    return Failed(message=gate.batch_error) if gate.batch_error else None
+
+
 class _Nothing:
     batch_error = None
 
@@ -45,9 +51,8 @@ def run_name(title: str):
 @flow(name="sla-check", flow_run_name=run_name("sla check"))
 def sla_check_flow(as_of: dt.datetime | None = None):
     """R-SLA-1..4: record each breach once, with its penalty."""
-    gate = _gate("sla_check")
-    if gate.batch_error:
-        return Failed(message=gate.batch_error)
+    if failed := _blocked("sla_check"):
+        return failed
     summary = stages.sla_check(_now(as_of))
     reporting.publish_breaches(summary)
     return summary
@@ -56,9 +61,8 @@ def sla_check_flow(as_of: dt.datetime | None = None):
 @flow(name="monthly-audit", flow_run_name=run_name("monthly audit"))
 def monthly_audit_flow(as_of: dt.datetime | None = None):
     """R-SLA-5: list untouched leads per manager; take back those still untouched after 7 days."""
-    gate = _gate("sla_check")
-    if gate.batch_error:
-        return Failed(message=gate.batch_error)
+    if failed := _blocked("sla_check"):
+        return failed
     now = _now(as_of)
     listing = stages.audit_listing(now)
     reporting.publish_audit(listing)
@@ -71,9 +75,8 @@ def monthly_audit_flow(as_of: dt.datetime | None = None):
 @flow(name="conversion-expiry", flow_run_name=run_name("conversion expiry"))
 def conversion_expiry_flow(as_of: dt.datetime | None = None):
     """R-CONV-1/2, R-SUSP-7: take back unconverted leads at the end of their period."""
-    gate = _gate("conversion_expiry")
-    if gate.batch_error:
-        return Failed(message=gate.batch_error)
+    if failed := _blocked("conversion_expiry"):
+        return failed
     summary = stages.expiry(_now(as_of))
     reporting.publish_expiry(summary)
     reporting.notify_owners(summary["decisions"])
@@ -83,9 +86,8 @@ def conversion_expiry_flow(as_of: dt.datetime | None = None):
 @flow(name="quarterly-review", flow_run_name=run_name("quarterly review"))
 def quarterly_review_flow(as_of: dt.datetime | None = None):
     """R-TIER-5 and R-TIER-4: re-tier open customers, re-judge grades; never move a lead."""
-    gate = _gate("tiering")
-    if gate.batch_error:
-        return Failed(message=gate.batch_error)
+    if failed := _blocked("tiering"):
+        return failed
     summary = stages.quarterly_review(_now(as_of))
     reporting.publish_review(summary)
     return summary
@@ -94,9 +96,8 @@ def quarterly_review_flow(as_of: dt.datetime | None = None):
 @flow(name="allocation", flow_run_name=run_name("allocation"))
 def allocation_flow(as_of: dt.datetime | None = None):
     """R-ALLOC-5: offer the leads waiting in the pool again, oldest first."""
-    gate = _gate("allocation", scope="pool")
-    if gate.batch_error:
-        return Failed(message=gate.batch_error)
+    if failed := _blocked("allocation", scope="pool"):
+        return failed
     summary = stages.allocate(_now(as_of))
     reporting.publish_allocations("pool", summary["decisions"])
     reporting.notify_owners(summary["decisions"])

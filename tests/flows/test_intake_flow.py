@@ -108,3 +108,22 @@ def test_r_reg_7_no_phone_appears_unmasked_in_artifacts_or_run_names(project):
     leaked = [p for p in _phones_in(path) if p in re.sub(r"\s", "", text)]
     assert leaked == []
     assert any(r["name"] == "intake hotline-2026-03-02.csv" for r in runs)
+
+
+def test_r_val_1_the_lifecycle_runs_every_stage_flow_to_completion(project, tmp_path):
+    """Intake of an inbox, then allocation, SLA check, audit, expiry and review, each behind its gate."""
+    import shutil
+
+    from flows.lifecycle import lifecycle_flow
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("hotline-2026-03-02.csv", "webchat-2026-03-02.xlsx"):
+        shutil.copy(SAMPLES / name, inbox / name)
+    state = lifecycle_flow(inbox=str(inbox), return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert set(result["intake"].values()) == {"COMPLETED"} and len(result["intake"]) == 2
+    assert {k: v for k, v in result.items() if k != "intake"} == {
+        "allocation": "COMPLETED", "sla": "COMPLETED", "audit": "COMPLETED", "expiry": "COMPLETED",
+        "review": "COMPLETED"}

@@ -8,6 +8,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.intake import intake_flow
+from flows.reports import weekly_rotation_report_flow
 from flows.timed import (
     run_name,
     allocation_flow, conversion_expiry_flow, monthly_audit_flow, quarterly_review_flow, sla_check_flow,
@@ -33,10 +34,11 @@ def inbox_flow(inbox: str) -> dict:
 
 @flow(name="lifecycle", flow_run_name=run_name("lifecycle"))
 def lifecycle_flow(inbox: str, as_of: dt.datetime | None = None) -> dict:
-    """Intake, allocation, SLA check, monthly audit, conversion expiry and review, in that order."""
+    """Intake, allocation, SLA check, monthly audit, conversion expiry, review and the fairness report."""
     now = as_of or dt.datetime.now(dt.timezone.utc)
     out = {"intake": inbox_flow(inbox)}
     for name, sub in (("allocation", allocation_flow), ("sla", sla_check_flow), ("audit", monthly_audit_flow),
-                      ("expiry", conversion_expiry_flow), ("review", quarterly_review_flow)):
+                      ("expiry", conversion_expiry_flow), ("review", quarterly_review_flow),
+                      ("report", weekly_rotation_report_flow)):
         out[name] = sub(as_of=now, return_state=True).type.value
     return out

@@ -126,4 +126,4 @@ def test_r_val_1_the_lifecycle_runs_every_stage_flow_to_completion(project, tmp_
     assert set(result["intake"].values()) == {"COMPLETED"} and len(result["intake"]) == 2
     assert {k: v for k, v in result.items() if k != "intake"} == {
         "allocation": "COMPLETED", "sla": "COMPLETED", "audit": "COMPLETED", "expiry": "COMPLETED",
-        "review": "COMPLETED"}
+        "review": "COMPLETED", "report": "COMPLETED"}

@@ -27,6 +27,7 @@ EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "violation": (("person", "kind"), ()),
     "late_table": (("department",), ()),
     "exchange": (("customer", "with_customer"), ()),
+    "help": (("customer", "person", "share"), ("by",)),  # R-CONV-4 help by agreement (beyond SCENARIOS.md)
     "claim": (("customer", "person"), ("knowingly",)),
     "depart": (("person",), ()),
     "dispute": (("customer",), ()),
@@ -146,6 +147,8 @@ def _event(i: int, raw: Any, last: dt.datetime, person_ids: set, dept_ids: set, 
     for name in ("customer", "with_customer"):
         if name in fields and str(fields[name]) not in refs:
             raise ScenarioError(f"{where}.{name}: no earlier registration has the ref {fields[name]!r}.")
+    if kind == "help" and not (isinstance(fields["share"], (int, float)) and 0 < fields["share"] < 1):
+        raise ScenarioError(f"{where}.share: must be a fraction between 0 and 1.")
     if kind == "sales_step" and fields["step"] not in (1, 2, 3, 4, 5, 6):
         raise ScenarioError(f"{where}.step: must be a whole number from 1 to 6.")
     if kind == "register":

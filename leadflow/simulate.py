@@ -58,7 +58,7 @@ class Replay:
             "register": self.register, "link": self.link, "leave": self.leave, "violation": self.violation,
             "late_table": self.late_table, "depart": self.depart, "tick": lambda e: None,
             "deal": self.deal, "reapply": self.reapply, "hand_on": self.hand_on, "invalid": self.invalid,
-            "exchange": self.exchange, "claim": self.claim, "dispute": self.dispute,
+            "exchange": self.exchange, "claim": self.claim, "dispute": self.dispute, "help": self.help,
             **{k: self.activity for k in activities.KINDS},
         }
 
@@ -173,6 +173,11 @@ class Replay:
         a, b = self._customer(e), self.customer_id(e.fields["with_customer"])
         if a is not None and b is not None:
             leads.exchange(self.conn, self.ctx, a, b, e.at)
+
+    def help(self, e: Event) -> None:
+        cid = self._customer(e)
+        if cid is not None:
+            leads.record_help(self.conn, self.ctx, cid, str(e.fields["person"]), e.fields["share"], e.at)
 
     def claim(self, e: Event) -> None:
         cid = self._customer(e)

@@ -103,3 +103,14 @@ def dormant(last_sale_at: dt.datetime | None, last_payment_at: dt.datetime | Non
     """R-CONV-5 (switch, off by default): past sales but no sale nor payment for 6 months -> back to the pool."""
     since = dormant_since(last_sale_at, last_payment_at, policy)
     return since is not None and as_of >= since  # an expiry: it takes effect at that instant
+
+
+def apply_help(shares: dict[str, float], owner: str, helper: str, helper_share: float) -> dict[str, float]:
+    """R-CONV-4: a colleague who helped by agreement gets the agreed part of the owner's share."""
+    if owner not in shares or helper == owner:
+        return dict(shares)
+    out = dict(shares)
+    moved = out[owner] * helper_share
+    out[owner] -= moved
+    out[helper] = out.get(helper, 0.0) + moved
+    return {p: s for p, s in out.items() if s}

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from leadflow.rules import conversion as rules
 from leadflow.stages.context import StageContext
 from leadflow.store import ledger
-from leadflow.store.models import Activity, Assignment, Bar, Credit, Customer, Deal, Person
+from leadflow.store.models import Activity, Assignment, Bar, Credit, Customer, Deal, HelpAgreement, Person
 
 EFFECTIVE = ("contact", "follow_up", "sales_step")
 TAKE_BACK_RULES = ("R-CONV-2", "R-SLA-5")
@@ -49,6 +49,12 @@ def record_deal(conn: Connection, ctx: StageContext, customer_id: int, closer: s
         return _unclaimed_deal(conn, ctx, customer_id, deal_id, tier, amount, at)
     previous, share = previous_owner_share(conn, ctx, customer_id, closer)
     performance, commission = rules.deal_credits(closer, previous, share)
+    agreement = conn.execute(select(HelpAgreement.helper_id, HelpAgreement.helper_share).where(
+        HelpAgreement.customer_id == customer_id, HelpAgreement.owner_id == closer)
+        .order_by(HelpAgreement.at.desc(), HelpAgreement.id.desc())).first()
+    if agreement is not None:  # R-CONV-4: the owner's credit is shared with the colleague as agreed
+        performance = rules.apply_help(performance, closer, agreement[0], agreement[1])
+        commission = rules.apply_help(commission, closer, agreement[0], agreement[1])
     write_credits(conn, deal_id, performance, commission, at, "R-CONV-3" if share else "R-ALLOC-7")
     bt = Bar.__table__
     lifted = conn.execute(bt.update().where(bt.c.person_id == closer, bt.c.tier == tier, bt.c.lifted_at.is_(None))

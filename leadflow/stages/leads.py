@@ -18,7 +18,7 @@ from leadflow.stages.reassign import end_assignments
 from leadflow.stages.roster import load_roster
 from leadflow.store import ledger
 from leadflow.store.models import (
-    Assignment, Claim, Customer, Misjudgment, Person, Registration, ReplacementDebt,
+    Assignment, Claim, Customer, HelpAgreement, Misjudgment, Person, Registration, ReplacementDebt,
 )
 
 log = logging.getLogger("leadflow.leads")
@@ -182,3 +182,17 @@ def record_claim(conn: Connection, ctx: StageContext, customer_id: int, person: 
                                                  knowingly=bool(knowingly), at=at))
     _entry(ctx, conn, ledger.entry(at, "R-DISP-4", "claim", "claim for credit recorded", customer_id=customer_id,
                                    person_id=person, explanation={"knowingly": bool(knowingly)}))
+
+
+def record_help(conn: Connection, ctx: StageContext, customer_id: int, helper: str, share: float,
+                at: dt.datetime) -> bool:
+    """R-CONV-4: within the period the owner asks a colleague to help, with the split agreed and recorded."""
+    a = open_assignment(conn, customer_id)
+    if a is None or a["person_id"] == helper or not 0 < float(share) < 1:
+        log.warning("help refused: the lead needs an owner other than the helper and a share between 0 and 1")
+        return False
+    conn.execute(HelpAgreement.__table__.insert().values(customer_id=customer_id, owner_id=a["person_id"],
+                                                         helper_id=helper, helper_share=float(share), at=at))
+    _entry(ctx, conn, ledger.entry(at, "R-CONV-4", "help", f"{helper} helps for {float(share):.0%} of the credit",
+                                   customer_id=customer_id, person_id=helper, from_person_id=a["person_id"]))
+    return True

@@ -271,6 +271,18 @@ class Credit(Base):
     superseded_at: Mapped[dt.datetime | None]
 
 
+class HelpAgreement(Base):
+    """R-CONV-4: the owner asked a colleague to help; the deal's credit is split as agreed."""
+
+    __tablename__ = "help_agreements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    helper_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
+    helper_share: Mapped[float] = mapped_column(Float)
+    at: Mapped[dt.datetime]
+
+
 class Claim(Base):
     __tablename__ = "claims"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -178,3 +178,12 @@ def test_r_conv_5_the_dormant_instant_is_6_calendar_months_after_the_last_sale_o
     assert dormant_since(T0, payment, ON) == dt.datetime(2027, 2, 28, 10, 0, tzinfo=CST)  # month-end
     assert dormant_since(T0, None, POLICY) is None  # the switch is off by default
     assert dormant_since(None, payment, ON) is None  # no past sale
+
+
+def test_r_conv_4_help_by_agreement_moves_the_agreed_part_of_the_owners_share():
+    from leadflow.rules.conversion import apply_help
+
+    assert apply_help({"s1": 1.0}, "s1", "s2", 0.4) == {"s1": 0.6, "s2": 0.4}
+    # with an R-CONV-3 share, only the closer's part is split
+    assert apply_help({"s0": 0.3, "s1": 0.7}, "s1", "s2", 0.5) == {"s0": 0.3, "s1": 0.35, "s2": 0.35}
+    assert apply_help({"s1": 1.0}, "s1", "s1", 0.4) == {"s1": 1.0}

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 13:34:13.455032
+Create Date: 2026-11-23 14:43:07.309373
 """
 from alembic import op
 import sqlalchemy as sa
@@ -242,6 +242,21 @@ def upgrade() -> None:
     with op.batch_alter_table('deals', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_deals_customer_id'), ['customer_id'], unique=False)
 
+    op.create_table('help_agreements',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('owner_id', sa.String(length=64), nullable=False),
+    sa.Column('helper_id', sa.String(length=64), nullable=False),
+    sa.Column('helper_share', sa.Float(), nullable=False),
+    sa.Column('at', leadflow.store.models.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.ForeignKeyConstraint(['helper_id'], ['people.id'], ),
+    sa.ForeignKeyConstraint(['owner_id'], ['people.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('help_agreements', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_help_agreements_customer_id'), ['customer_id'], unique=False)
+
     op.create_table('ledger',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('at', leadflow.store.models.UTCDateTime(), nullable=False),
@@ -389,6 +404,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ledger_at'))
 
     op.drop_table('ledger')
+    with op.batch_alter_table('help_agreements', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_help_agreements_customer_id'))
+
+    op.drop_table('help_agreements')
     with op.batch_alter_table('deals', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deals_customer_id'))
 

@@ -4,13 +4,15 @@ the stage will read, in the database, through a Great Expectations SQL datasourc
 Every stage module (`intake`, `tiering`, `allocation`, `sla_check`, `conversion_expiry`, `dispute`)
 defines:
 
-- `suite() -> gx.ExpectationSuite`: the suite, built in code; every expectation carries its reason
-  code (R-VAL-2) in `meta={"reason": ...}`;
+- `suite(policy) -> gx.ExpectationSuite`: the suite, built in code from the policy in force (the
+  channel ids come from it); every expectation carries its reason code (R-VAL-2) in
+  `meta={"reason": ...}`;
 - `SELECT`: output column -> SQL expression over `registrations` columns; the gate's query selects
   `id` plus exactly these (never `phone`, `raw` or `name`: R-REG-7);
 - `REQUIRED`: the `registrations` columns the suite reads; one missing fails the batch (R-VAL-3).
 
-`expectations.gate` runs them: `run_gate(url, stage, ids=..., batch_id=...)` and `gate_for(url, ...)`.
+`expectations.gate` runs them: `run_gate(url, stage, ids=..., batch_id=..., policy=...)` and
+`gate_for(url, policy=...)`.
 Importing this package is cheap; Great Expectations is imported with the first suite or gate.
 """
 from __future__ import annotations
@@ -21,15 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from expectations.gate import GateResult, gate_for, run_gate  # noqa: F401
+    from leadflow.policy import Policy
 
 STAGES: tuple[str, ...] = ("intake", "tiering", "allocation", "sla_check", "conversion_expiry", "dispute")
 
-# The channel ids registrations carry (RULES.md glossary, R-REG-8): the company channels and `self`.
-# The same list is the policy's `registration.company_channels` + `registration.self_channel`.
-KNOWN_CHANNELS: tuple[str, ...] = (
-    "boss", "sales_manager", "hotline", "web_chat", "marketplace", "wechat", "internal_referral", "self",
-)
-SELF_CHANNEL = "self"
 PHONE_KINDS_VALID: tuple[str, ...] = ("mobile", "landline")
 AMOUNT_STATUSES_OK: tuple[str, ...] = ("ok", "blank")
 DECIDED_STATUSES: tuple[str, ...] = ("accepted", "attached")  # rows the later stages read
@@ -46,9 +43,16 @@ def stage_module(stage: str) -> ModuleType:
     return importlib.import_module(f"expectations.{stage}")
 
 
-def suite_for(stage: str):
-    """The stage's `gx.ExpectationSuite`, freshly built."""
-    return stage_module(stage).suite()
+def suite_for(stage: str, policy: Policy):
+    """The stage's `gx.ExpectationSuite` under `policy`, freshly built."""
+    return stage_module(stage).suite(policy)
+
+
+def suite_values(policy: Policy) -> tuple:
+    """What of the policy the suites are built from (a gate keeps one set of suites per value)."""
+    from leadflow.rules.registration import known_channels
+
+    return (known_channels(policy), policy.registration.self_channel)
 
 
 def __getattr__(name: str) -> Any:  # lazy: `from expectations import run_gate` imports GX only then

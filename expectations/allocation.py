@@ -15,20 +15,20 @@ from __future__ import annotations
 import great_expectations as gx
 from great_expectations.expectations.row_conditions import Column
 
-from expectations import SELF_CHANNEL
 from expectations.common import decided, known_channel
+from leadflow.policy import Policy
 
 SELECT: dict[str, str] = {c: c for c in (
     "status", "customer_id", "phone_kind", "registered_at", "channel", "registered_by", "by_known")}
 REQUIRED: tuple[str, ...] = tuple(SELECT)
 
 
-def suite() -> gx.ExpectationSuite:
+def suite(policy: Policy) -> gx.ExpectationSuite:
     E = gx.expectations
-    is_self = Column("channel") == SELF_CHANNEL
+    is_self = Column("channel") == policy.registration.self_channel
     return gx.ExpectationSuite(name="leadflow_allocation", expectations=[
         *decided(),
-        *known_channel(),
+        *known_channel(policy),
         E.ExpectColumnValuesToNotBeNull(column="registered_by", row_condition=is_self,
                                         description="A self-found lead names its finder (R-REG-8).",
                                         meta={"reason": "missing_field"}),

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import great_expectations as gx
 
-from expectations import DECIDED_STATUSES, KNOWN_CHANNELS, PHONE_KINDS_VALID
+from expectations import DECIDED_STATUSES, PHONE_KINDS_VALID
+from leadflow.policy import Policy
+from leadflow.rules.registration import known_channels
 
 
 def decided(with_phone: bool = True) -> list:
@@ -25,12 +27,12 @@ def decided(with_phone: bool = True) -> list:
     return out
 
 
-def known_channel() -> list:
-    """The channel is given and is one of the known channel ids."""
+def known_channel(policy: Policy) -> list:
+    """The channel is given and is one of the policy's channel ids (R-REG-1, R-REG-8)."""
     E = gx.expectations
     return [
         E.ExpectColumnValuesToNotBeNull(column="channel", description="The channel is given.",
                                         meta={"reason": "channel"}),
-        E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(KNOWN_CHANNELS),
+        E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(known_channels(policy)),
                                       description="The channel is a known channel id.", meta={"reason": "channel"}),
     ]

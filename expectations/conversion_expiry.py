@@ -14,13 +14,14 @@ from __future__ import annotations
 import great_expectations as gx
 
 from expectations.common import decided, known_channel
+from leadflow.policy import Policy
 
 SELECT: dict[str, str] = {c: c for c in ("status", "customer_id", "phone_kind", "registered_at", "channel")}
 REQUIRED: tuple[str, ...] = tuple(SELECT)
 
 
-def suite() -> gx.ExpectationSuite:
+def suite(policy: Policy) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name="leadflow_conversion_expiry", expectations=[
         *decided(with_phone=True),
-        *known_channel(),
+        *known_channel(policy),
     ])

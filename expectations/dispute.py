@@ -15,13 +15,14 @@ from __future__ import annotations
 import great_expectations as gx
 
 from expectations.common import decided, known_channel
+from leadflow.policy import Policy
 
 SELECT: dict[str, str] = {c: c for c in (
     "status", "customer_id", "phone_kind", "registered_at", "registered_by", "by_known", "channel")}
 REQUIRED: tuple[str, ...] = tuple(SELECT)
 
 
-def suite() -> gx.ExpectationSuite:
+def suite(policy: Policy) -> gx.ExpectationSuite:
     E = gx.expectations
     return gx.ExpectationSuite(name="leadflow_dispute", expectations=[
         *decided(with_phone=True),
@@ -30,5 +31,5 @@ def suite() -> gx.ExpectationSuite:
         E.ExpectColumnValuesToBeInSet(column="by_known", value_set=[True],
                                       description="registered_by is a known person.",
                                       meta={"reason": "unknown_person"}),
-        *known_channel(),
+        *known_channel(policy),
     ])

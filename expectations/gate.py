@@ -2,14 +2,15 @@
 database, through a Great Expectations SQL datasource, and split the rows into passed and
 quarantined (with reason codes).
 
-    result = run_gate("sqlite:///store.db", "intake", batch_id="b-2026-11-23")
-    gate = gate_for(url, schema=None, docs_dir=None)      # what the pipeline wires in
+    result = run_gate("sqlite:///store.db", "intake", batch_id="b-2026-11-23")   # the configured policy
+    gate = gate_for(url, schema=None, docs_dir=None, policy=policy)   # what the pipeline wires in
     result = gate("tiering", ids=[1, 2, 3])
 
 Speed: Great Expectations' import and context set-up cost seconds, so one ephemeral context and
-one SQL datasource are kept per (url, schema, docs_dir) in the process and reused by every call;
-each call adds one query asset (selecting `id` and the stage's checked columns only), validates it
-and removes it again.
+one SQL datasource are kept per (url, schema, docs_dir, suite values) in the process and reused by
+every call (the suite values are what the suites read of the policy, its channels: a gate under a
+policy with other channels gets its own suites); each call adds one query asset (selecting `id` and
+the stage's checked columns only), validates it and removes it again.
 
 Privacy (R-REG-7): the query never selects `phone`, `raw` or `name` (a guard refuses a suite that
 tries), so no phone can reach the validation results, the GateResult or the Data Docs.
@@ -51,7 +52,8 @@ from great_expectations.data_context.types.resource_identifiers import (  # noqa
     ExpectationSuiteIdentifier, ValidationResultIdentifier,
 )
 
-from expectations import STAGES, stage_module  # noqa: E402
+from expectations import STAGES, stage_module, suite_values  # noqa: E402
+from leadflow.policy import Policy  # noqa: E402
 
 __all__ = ["GateError", "GateResult", "run_gate", "gate_for", "clear_cache", "STAGES", "UNVALIDATED"]
 
@@ -124,8 +126,9 @@ def _where(url: sa.URL) -> str:
 
 
 class _Target:
-    def __init__(self, url: str, schema: str | None, docs_dir: Path | None):
+    def __init__(self, url: str, schema: str | None, docs_dir: Path | None, policy: Policy):
         self.url = _resolve_url(url)
+        self.policy = policy  # the suites are built from it
         self.backend = self.url.get_backend_name()
         if schema is not None:
             if self.backend != "postgresql":
@@ -189,7 +192,7 @@ class _Target:
                     if _FORBIDDEN.search(out) or _FORBIDDEN.search(expr):
                         raise GateError(f"the {name} suite selects a forbidden column ({out}); "
                                         "phones never leave the store.")
-                built = mod.suite()
+                built = mod.suite(self.policy)
                 self.suites[name] = self.context.suites.add(built) if self.docs_dir is not None else built
         return self.suites[stage], module
 
@@ -295,20 +298,22 @@ def _key(url: str, schema: str | None, docs_dir: str | Path | None) -> tuple:
 
 
 def release(url: str, schema: str | None = None, docs_dir: str | Path | None = None) -> None:
-    """Forget one target and close its connections (a replay's schema is about to be dropped)."""
+    """Forget the targets of one database (under any policy) and close their connections (a replay's
+    schema is about to be dropped)."""
+    where = _key(url, schema, docs_dir)
     with _TARGETS_LOCK:
-        target = _TARGETS.pop(_key(url, schema, docs_dir), None)
-    if target is not None:
+        gone = [_TARGETS.pop(k) for k in [k for k in _TARGETS if k[:3] == where]]
+    for target in gone:
         target.dispose()
 
 
-def _target(url: str, schema: str | None, docs_dir: str | Path | None) -> _Target:
+def _target(url: str, schema: str | None, docs_dir: str | Path | None, policy: Policy) -> _Target:
     docs = Path(docs_dir).resolve() if docs_dir is not None else None
-    key = _key(url, schema, docs_dir)
+    key = (*_key(url, schema, docs_dir), suite_values(policy))
     with _TARGETS_LOCK:
         target = _TARGETS.get(key)
         if target is None:
-            target = _TARGETS[key] = _Target(url, schema, docs)
+            target = _TARGETS[key] = _Target(url, schema, docs, policy)
         return target
 
 
@@ -420,18 +425,29 @@ def _read_results(stage: str, results: Any, gate: GateResult) -> str | None:
 
 
 def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str | None = None,
-             schema: str | None = None, docs_dir: str | Path | None = None,
-             max_bad_fraction: float = 0.2, min_rows_for_fraction: int = 20) -> GateResult:
+             schema: str | None = None, docs_dir: str | Path | None = None, policy: Policy | None = None,
+             max_bad_fraction: float | None = None, min_rows_for_fraction: int | None = None) -> GateResult:
     """Validate the `registrations` rows selected by `batch_id` and/or `ids` (both: the rows of the
     batch among those ids) with the stage's suite (R-VAL-1). Rows failing an expectation are
     quarantined with its reason code (R-VAL-2); a broken batch is reported in `batch_error` (R-VAL-3).
+
+    The suites and the thresholds come from `policy` (default: the configured policy); a threshold
+    given here overrides the policy's.
     """
     if stage not in STAGES:
         raise GateError(f"unknown validation stage {stage!r}: use one of {', '.join(STAGES)}.")
     if ids is None and batch_id is None:
         raise GateError("the gate needs a batch_id or a list of registration ids.")
+    if policy is None:
+        from leadflow.settings import configured_policy
+
+        policy = configured_policy()
+    if max_bad_fraction is None:
+        max_bad_fraction = policy.validation.max_bad_fraction
+    if min_rows_for_fraction is None:
+        min_rows_for_fraction = policy.validation.min_rows_for_fraction
     wanted = sorted({int(i) for i in ids}) if ids is not None else None
-    target = _target(url, schema, docs_dir)
+    target = _target(url, schema, docs_dir, policy)
     suite, module = target.suite(stage)
     gate = GateResult(stage=stage)
 
@@ -477,12 +493,13 @@ def _done(gate: GateResult) -> GateResult:
 
 
 def gate_for(url: str, schema: str | None = None, docs_dir: str | Path | None = None,
-             max_bad_fraction: float = 0.2, min_rows_for_fraction: int = 20) -> Callable[..., GateResult]:
-    """`gate(stage, ids=None, batch_id=None) -> GateResult` bound to a database (what the pipeline
-    wires in). The context is created at the first call and reused."""
+             policy: Policy | None = None, max_bad_fraction: float | None = None,
+             min_rows_for_fraction: int | None = None) -> Callable[..., GateResult]:
+    """`gate(stage, ids=None, batch_id=None) -> GateResult` bound to a database and a policy (what the
+    pipeline wires in). The context is created at the first call and reused."""
 
     def gate(stage: str, ids: list[int] | None = None, batch_id: str | None = None) -> GateResult:
-        return run_gate(url, stage, ids=ids, batch_id=batch_id, schema=schema, docs_dir=docs_dir,
+        return run_gate(url, stage, ids=ids, batch_id=batch_id, schema=schema, docs_dir=docs_dir, policy=policy,
                         max_bad_fraction=max_bad_fraction, min_rows_for_fraction=min_rows_for_fraction)
 
     gate.url, gate.schema, gate.docs_dir = url, schema, docs_dir  # type: ignore[attr-defined]

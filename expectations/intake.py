@@ -19,7 +19,9 @@ from __future__ import annotations
 import great_expectations as gx
 from great_expectations.expectations.row_conditions import Column
 
-from expectations import AMOUNT_STATUSES_OK, CHANNEL_GIVEN_SQL, KNOWN_CHANNELS
+from expectations import AMOUNT_STATUSES_OK, CHANNEL_GIVEN_SQL
+from leadflow.policy import Policy
+from leadflow.rules.registration import known_channels
 
 SELECT: dict[str, str] = {
     "channel": "channel",
@@ -35,7 +37,7 @@ REQUIRED: tuple[str, ...] = (
 )
 
 
-def suite() -> gx.ExpectationSuite:
+def suite(policy: Policy) -> gx.ExpectationSuite:
     E = gx.expectations
     return gx.ExpectationSuite(name="leadflow_intake", expectations=[
         E.ExpectColumnValuesToNotBeNull(
@@ -45,7 +47,7 @@ def suite() -> gx.ExpectationSuite:
             column="channel", row_condition=Column("channel_given") == 1,
             description="The channel given is a known channel.", meta={"reason": "channel"}),
         E.ExpectColumnValuesToBeInSet(
-            column="channel", value_set=list(KNOWN_CHANNELS),
+            column="channel", value_set=list(known_channels(policy)),
             description="The channel is a known channel id.", meta={"reason": "channel"}),
         E.ExpectColumnValuesToNotBeNull(
             column="registered_at", description="registered_at is given (R-REG-1).",

@@ -13,16 +13,17 @@ from __future__ import annotations
 import great_expectations as gx
 
 from expectations.common import decided, known_channel
+from leadflow.policy import Policy
 
 SELECT: dict[str, str] = {c: c for c in ("status", "customer_id", "registered_at", "decided_at", "channel")}
 REQUIRED: tuple[str, ...] = tuple(SELECT)
 
 
-def suite() -> gx.ExpectationSuite:
+def suite(policy: Policy) -> gx.ExpectationSuite:
     E = gx.expectations
     return gx.ExpectationSuite(name="leadflow_sla_check", expectations=[
         *decided(with_phone=False),
         E.ExpectColumnValuesToNotBeNull(column="decided_at", description="The registration's decision time is recorded.",
                                         meta={"reason": "missing_field"}),
-        *known_channel(),
+        *known_channel(policy),
     ])

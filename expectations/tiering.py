@@ -16,18 +16,19 @@ import great_expectations as gx
 
 from expectations.common import decided, known_channel
 from expectations import AMOUNT_STATUSES_OK
+from leadflow.policy import Policy
 
 SELECT: dict[str, str] = {c: c for c in (
     "status", "customer_id", "phone_kind", "registered_at", "amount_status", "channel")}
 REQUIRED: tuple[str, ...] = tuple(SELECT)
 
 
-def suite() -> gx.ExpectationSuite:
+def suite(policy: Policy) -> gx.ExpectationSuite:
     E = gx.expectations
     return gx.ExpectationSuite(name="leadflow_tiering", expectations=[
         *decided(with_phone=True),
         E.ExpectColumnValuesToBeInSet(column="amount_status", value_set=list(AMOUNT_STATUSES_OK),
                                       description="The amount is blank or sane (R-REG-3).",
                                       meta={"reason": "amount"}),
-        *known_channel(),
+        *known_channel(policy),
     ])

@@ -1,7 +1,8 @@
 """The dispute rerun (R-DISP-8), on demand for one customer: by id or registration reference.
 
-A phone is never a parameter (R-REG-7: parameters are stored and shown); `leadflow dispute --phone`
-resolves the phone locally and passes the customer id.
+A phone is never a parameter (R-REG-7: parameters are stored and shown); `leadflow dispute PHONE`
+resolves the phone locally and passes the customer id. The rerun is an engine run like any other: the
+clock catches up, the claims and the `dispute` event are recorded and applied, then the pool is offered.
 """
 from __future__ import annotations
 
@@ -10,21 +11,33 @@ import datetime as dt
 from prefect import flow
 from prefect.states import Failed
 
+from flows.clock import engine_run, now_or
+from flows.events import PHONE_REFUSED
+from leadflow.events.record import batch_id_for, payload_digest
+from leadflow.rules.registration import mask_phones_in_text
+from tasks import engine as steps
 from tasks import reporting, stages
 
 
 @flow(name="dispute", flow_run_name="dispute customer {customer}")
 def dispute_flow(customer: int | str, claimants: list[str] | None = None, as_of: dt.datetime | None = None):
     """Decide who the customer's deal belongs to from the recorded history; same history, nothing new."""
+    if mask_phones_in_text(str(customer)) != str(customer):
+        return Failed(message=PHONE_REFUSED)
     customer_id = stages.resolve_customer(str(customer))  # `--param customer=1` arrives as a number
     if customer_id is None:
         return Failed(message=f"no customer matches {customer!r} (give a customer id or a registration reference).")
-    for person in claimants or []:
-        stages.claim(customer_id, person, as_of or dt.datetime.now(dt.timezone.utc))
-    gate = stages.validate("dispute", stages.registrations_of(customer_id))
-    reporting.publish_validation(gate)
-    if gate.batch_error:
-        return Failed(message=gate.batch_error)
-    decision = stages.dispute(customer_id, as_of or dt.datetime.now(dt.timezone.utc))
+    now = now_or(as_of)
+    rows = [{"type": "claim", "customer": str(customer_id), "person": p, "at": now} for p in claimants or []]
+    rows += [{"type": "dispute", "customer": str(customer_id), "at": now}]
+    rows = [{**r, "row_number": i + 1} for i, r in enumerate(rows)]
+    batch = batch_id_for(f"{payload_digest(rows)}|{now.isoformat()}", prefix="dispute")
+    out, summary = engine_run(now, lambda run_after: steps.record_events(batch, "dispute", rows, now, run_after))
+    if summary["refused"]:
+        return Failed(message="; ".join(f"{p['type']} refused: {p['reason']} ({p['detail'] or 'see the ledger'})"
+                                        for p in summary["problems"]))
+    decision = stages.last_dispute_decision(customer_id)
+    if decision is None:
+        return Failed(message=f"customer {customer_id}: no decision was recorded (see the validation artifact).")
     reporting.publish_dispute(customer_id, decision)
     return decision

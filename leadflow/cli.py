@@ -24,6 +24,20 @@ def _parser() -> argparse.ArgumentParser:
     org.add_parser("load", help="load departments and people from a YAML file").add_argument("file")
     r = sub.add_parser("register", help="register files of leads (CSV, JSON Lines, .xlsx), one flow run each")
     r.add_argument("files", nargs="+", metavar="FILE")
+    r.add_argument("--as-of", help="when the files reach LeadFlow (default now; never before the clock)")
+    rc = sub.add_parser("record", help="record lifecycle events: event files, or one event given as options")
+    rc.add_argument("what", nargs="+", metavar="FILE|TYPE",
+                    help="event files (CSV, JSON Lines, .xlsx), or one event type (contact, deal, leave, …)")
+    for name in ("customer", "by", "at", "recorded-at", "step", "amount", "person", "to", "kind", "reason",
+                 "with-customer", "relation", "phone", "share", "department", "event-id"):
+        rc.add_argument(f"--{name}", help=argparse.SUPPRESS if name in ("event-id",) else None)
+    rc.add_argument("--knowingly", action="store_true", help="a claim made knowing the customer was held")
+    rc.add_argument("--as-of", help="when the events reach LeadFlow (default now; never before the clock)")
+    tk = sub.add_parser("tick", help="bring the store to a time: every due check, expiry, audit and review")
+    tk.add_argument("--as-of", help="the time (default now; never before the clock)")
+    sa = sub.add_parser("state", help="where we stand: the store in the shape of `simulate --json`")
+    sa.add_argument("--json", action="store_true", help="one JSON document")
+    sa.add_argument("--as-of", help="the time the state is read at (default: the store's clock)")
     st = sub.add_parser("start", help="the main job: Prefect server + UI, sample data, lifecycle, deployments")
     st.add_argument("--port", type=int, default=4200)
     st.add_argument("--leads", type=int, default=5000, help="how many sample leads to generate")
@@ -33,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dispute", help="re-run the dispute for one customer as a flow run (R-DISP-8)")
     d.add_argument("customer", help="customer id, registration reference, or phone (resolved locally)")
     d.add_argument("--claimant", action="append", default=[], help="a person claiming credit (repeatable)")
+    d.add_argument("--as-of", help="when the rerun happens (default now; never before the clock)")
     rp = sub.add_parser("report", help="allocations, breaches or fairness for a period")
     rp.add_argument("what", choices=["allocations", "breaches", "fairness"])
     rp.add_argument("--since", help="start date YYYY-MM-DD (default: 7 days ago)")
@@ -52,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     install_log_masking()
     try:
         return COMMANDS[args.command](args)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, ArgumentError) as e:
         return _fail(one_line(e), 2)
     except KeyboardInterrupt:
         return _fail("interrupted.", 130)
@@ -134,6 +149,7 @@ def cmd_register(args) -> int:
     for f in args.files:
         if not Path(f).is_file():
             raise IntakeFileError(f"{Path(f).name}: no such file.")
+    as_of = _time_arg(args.as_of)
     _use_prefect()
     from flows.intake import intake_flow
 
@@ -141,7 +157,7 @@ def cmd_register(args) -> int:
     with Progress(transient=True) as progress:
         bar = progress.add_task("registering", total=len(args.files))
         for f in args.files:
-            state = intake_flow(path=f, return_state=True)
+            state = intake_flow(path=f, as_of=as_of, return_state=True)
             if state.is_completed():
                 progress.console.print(_intake_line(Path(f).name, state.result()), soft_wrap=True)
             else:
@@ -164,7 +180,8 @@ def cmd_dispute(args) -> int:
     _use_prefect()
     from flows.dispute import dispute_flow
 
-    state = dispute_flow(customer=str(customer_id), claimants=args.claimant or None, return_state=True)
+    state = dispute_flow(customer=str(customer_id), claimants=args.claimant or None, as_of=_time_arg(args.as_of),
+                         return_state=True)
     return _finish(state, lambda d: f"customer {customer_id}: {d['rule']} decides "
                                     + ", ".join(f"{p} {s:.0%}" for p, s in d["decision"].items()))
 
@@ -192,7 +209,138 @@ def cmd_report(args) -> int:
     return report(args.what, args.since, args.until, args.format)
 
 
-COMMANDS = {"simulate": cmd_simulate, "db": cmd_db, "org": cmd_org, "register": cmd_register,
+def _time_arg(value: str | None, what: str = "--as-of"):
+    """An aware time from an argument (ISO-8601; a time without offset is business time), or None."""
+    import datetime as dt
+
+    from leadflow.policy import load_policy
+    from leadflow.rules.registration import parse_registered_at
+    from leadflow.settings import get_settings
+
+    if value is None:
+        return None
+    t = parse_registered_at(value, load_policy(get_settings().policy_file).timezone)
+    if t is None:
+        raise ArgumentError(f"{what} {value!r} is not a time (write e.g. 2026-03-02T09:00+08:00).")
+    return t.astimezone(dt.timezone.utc)
+
+
+class ArgumentError(ValueError):
+    """A bad argument: one sentence, exit 2."""
+
+
+def _events_line(name: str, s: dict) -> str:
+    line = (f"{name}: rows in {s['rows_in']} = applied {s['applied']} + duplicate {s['duplicate']} + "
+            f"waiting {s['waiting']} + refused {s['refused']}")
+    if s.get("already_recorded"):
+        line += " (already recorded: nothing changed)"
+    for p in s.get("problems", [])[:20]:
+        line += f"\n  row {p['row']}: {p['status']} {p['reason']}" + (f" ({p['detail']})" if p.get("detail") else "")
+    return line
+
+
+def cmd_record(args) -> int:
+    """Event files, one flow run each; or one event given as options (its phone resolved here, never sent)."""
+    from pathlib import Path
+
+    from leadflow.events.kinds import LIFECYCLE_TYPES
+    from leadflow.intake.readers import IntakeFileError
+
+    first = args.what[0]
+    if len(args.what) == 1 and first in LIFECYCLE_TYPES and not Path(first).exists():
+        return _record_one(args)
+    for f in args.what:
+        if not Path(f).is_file():
+            raise IntakeFileError(f"{Path(f).name}: no such file (give event files, or one event type such as "
+                                  f"'contact' with --customer).")
+    as_of = _time_arg(args.as_of)
+    _use_prefect()
+    from rich.progress import Progress
+
+    from flows.events import events_file_flow
+
+    failed = 0
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("recording", total=len(args.what))
+        for f in args.what:
+            state = events_file_flow(path=f, as_of=as_of, return_state=True)
+            if state.is_completed():
+                progress.console.print(_events_line(Path(f).name, state.result()), soft_wrap=True, markup=False)
+            else:
+                failed += 1
+                progress.console.print(state.message or f"{Path(f).name}: {state.type.value}", style="red",
+                                       soft_wrap=True, markup=False)
+            progress.advance(bar)
+    return 1 if failed else 0
+
+
+def _record_one(args) -> int:
+    from leadflow.events.resolve import resolve_customer
+    from leadflow.wiring import stage_context
+
+    event = {"type": args.what[0]}
+    for name in ("customer", "by", "step", "amount", "person", "to", "kind", "reason", "with_customer",
+                 "relation", "phone", "share", "department", "event_id"):
+        value = getattr(args, name)
+        if value is not None:
+            event[name] = value
+    event["at"] = (_time_arg(args.at, "--at") or _time_arg(args.as_of) or _now()).isoformat()
+    if args.recorded_at:
+        event["recorded_at"] = _time_arg(args.recorded_at, "--recorded-at").isoformat()
+    if args.knowingly:
+        event["knowingly"] = "yes"
+    for name in ("customer", "with_customer"):  # a phone is resolved here and never sent to Prefect
+        if name in event:
+            ctx = stage_context(with_gate=False)
+            with ctx.engine.connect() as conn:
+                cid = resolve_customer(conn, event[name])
+            if cid is None:
+                raise ArgumentError(f"--{name.replace('_', '-')}: no customer matches that id, reference or phone.")
+            event[name] = str(cid)
+    _use_prefect()
+    from flows.events import record_events_flow
+
+    state = record_events_flow(events=[event], as_of=_time_arg(args.as_of), operator=None, return_state=True)
+    if not state.is_completed():
+        return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
+    summary = state.result()
+    print(_events_line(event["type"], summary))
+    return 0 if summary["applied"] + summary["duplicate"] == summary["rows_in"] else 1
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def cmd_tick(args) -> int:
+    as_of = _time_arg(args.as_of) or _now()
+    _use_prefect()
+    from flows.clock import tick_flow
+
+    state = tick_flow(as_of=as_of, return_state=True)
+    if not state.is_completed():
+        return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
+    print(state.message)
+    return 0
+
+
+def cmd_state(args) -> int:
+    from leadflow import engine
+    from leadflow.state import world_state
+    from leadflow.wiring import stage_context
+
+    ctx = stage_context(with_gate=False)
+    with ctx.engine.connect() as conn:
+        as_of = _time_arg(args.as_of) or engine.clock(conn) or _now()
+        state = world_state(conn, ctx.policy, "production", as_of)
+    state.pop("scenario")
+    print(json.dumps(state, ensure_ascii=False, indent=None if args.json else 2))
+    return 0
+
+
+COMMANDS = {"record": cmd_record, "tick": cmd_tick, "state": cmd_state, "simulate": cmd_simulate, "db": cmd_db, "org": cmd_org, "register": cmd_register,
             "dispute": cmd_dispute, "start": cmd_start, "serve": cmd_serve, "report": cmd_report}
 
 if __name__ == "__main__":

@@ -21,6 +21,18 @@ def iso(t: dt.datetime | None, policy: Policy) -> str | None:
     return None if t is None else local(t, policy).isoformat()
 
 
+def business_time_label(t: dt.datetime, policy: Policy) -> str:
+    """`2026-03-02 09:00+08:00`: `t` to the minute in business time, with the zone's offset then.
+
+    A naive `t` is taken as UTC."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    lt = local(t, policy)
+    minutes = round(lt.utcoffset().total_seconds() / 60)
+    hours, mins = divmod(abs(minutes), 60)
+    return f"{lt:%Y-%m-%d %H:%M}{'-' if minutes < 0 else '+'}{hours:02d}:{mins:02d}"
+
+
 def add_months(t: dt.datetime, months: int) -> dt.datetime:
     """Calendar months: from 31 August, one month ends on the last day of September."""
     month0 = t.month - 1 + months

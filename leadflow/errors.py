@@ -6,13 +6,13 @@ from leadflow.orgfile import OrgFileError
 from leadflow.policy import PolicyError
 from leadflow.rules.registration import mask_phones_in_text
 from leadflow.scenario import ScenarioError
-from leadflow.simulate import NotImplementedEvent
+from leadflow.engine import ClockError
 from leadflow.stages.intake import StageFailure
 from leadflow.stages.people import OrgError
 from leadflow.stages.validation import ValidationFailure
 from leadflow.store.db import StoreError
 
-USER_ERRORS = (IntakeFileError, OrgFileError, PolicyError, ScenarioError, NotImplementedEvent, StageFailure,
+USER_ERRORS = (IntakeFileError, OrgFileError, PolicyError, ScenarioError, ClockError, StageFailure,
                OrgError, StoreError, ValidationFailure)
 
 

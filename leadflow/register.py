@@ -9,12 +9,16 @@ from sqlalchemy import select
 
 from leadflow.rules.registration import mask_phone
 from leadflow.stages.context import StageContext
-from leadflow.stages.intake import run_intake
+from leadflow import engine
 from leadflow.store.models import Customer, Registration
 
 
 def register_lead(lead: dict, *, now: dt.datetime | None = None, ctx: StageContext | None = None) -> dict:
     """Register `lead` (INTAKE.md's columns: channel, phone, registered_at, registered_by, …) and allocate it.
+
+    One run of the engine at `now` (default: the current time): the clock catches up first, the lead is
+    allocated when it reaches LeadFlow, and `registered_at` stays its own fact. Raises engine.ClockError
+    when `now` is before the store's clock.
 
     Returns the outcome — status, reasons, customer id, tier, owner — with the phone masked (R-REG-7).
     Delivering the same lead twice is one registration (R-REG-4): the second comes back `attached`.
@@ -27,7 +31,7 @@ def register_lead(lead: dict, *, now: dt.datetime | None = None, ctx: StageConte
     digest = hashlib.sha256(json.dumps(lead, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
     batch_id = f"api-{digest[:16]}-{now.timestamp():.0f}"
     row = {**lead, "row_number": 1, "raw": {k: v for k, v in lead.items() if k != "phone"}}
-    summary = run_intake(ctx, batch_id, "api", [row], now)
+    summary = engine.register(ctx, batch_id, "api", [row], now)
     with ctx.engine.connect() as conn:
         reg = conn.execute(select(Registration.status, Registration.reasons, Registration.customer_id,
                                   Registration.phone).where(Registration.batch_id == batch_id)).one()

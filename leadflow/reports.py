@@ -28,7 +28,8 @@ def allocations(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[
 
 def breaches(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[dict]:
     rows = conn.execute(select(Breach.at, Breach.rule_id, Breach.customer_id, Breach.person_id)
-                        .where(Breach.at >= start, Breach.at < end).order_by(Breach.at, Breach.id))
+                        .where(Breach.at >= start, Breach.at < end, Breach.revoked_at.is_(None))
+                        .order_by(Breach.at, Breach.id))
     return [{"at": r.at.isoformat(), "rule": r.rule_id, "customer": r.customer_id, "person": r.person_id}
             for r in rows]
 

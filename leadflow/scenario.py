@@ -8,39 +8,8 @@ from typing import Any
 
 import yaml
 
-# event type -> (required fields, optional fields)
-EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "register": (("ref", "channel", "phone", "by"),
-                 ("name", "amount", "inquiry", "target", "region", "external_ref")),
-    "contact": (("customer",), ("by",)),
-    "crm_entry": (("customer",), ("by",)),
-    "call_register": (("customer",), ("by",)),
-    "abcd_entry": (("customer",), ("by",)),
-    "follow_up": (("customer",), ("by",)),
-    "sales_step": (("customer", "step"), ("by",)),
-    "deal": (("customer", "amount"), ("by",)),
-    "reapply": (("customer", "amount"), ("by",)),
-    "hand_on": (("customer", "to"), ("amount", "by")),
-    "invalid": (("customer", "reason"), ("by",)),
-    "link": (("customer", "phone", "relation"), ("by",)),
-    "leave": (("person", "kind"), ()),
-    "violation": (("person", "kind"), ()),
-    "late_table": (("department",), ()),
-    "exchange": (("customer", "with_customer"), ()),
-    "help": (("customer", "person", "share"), ("by",)),  # R-CONV-4 help by agreement (beyond SCENARIOS.md)
-    "claim": (("customer", "person"), ("knowingly",)),
-    "depart": (("person",), ()),
-    "dispute": (("customer",), ()),
-    "tick": ((), ()),
-}
-CHOICES = {
-    ("leave", "kind"): ("personal", "sick"),
-    ("violation", "kind"): ("company_rule", "malicious_omission"),
-    ("link", "relation"): ("alias", "household"),
-    ("invalid", "reason"): ("unreachable", "household_use", "advertising", "duplicate_person", "non_target",
-                            "no_intent"),
-}
-PERSON_FIELDS = ("by", "person", "to")
+from leadflow.events.kinds import CHOICES, EVENT_FIELDS, PERSON_FIELDS, RECORD_KINDS
+
 
 
 class ScenarioError(ValueError):
@@ -53,6 +22,12 @@ class Event:
     at: dt.datetime
     type: str
     fields: dict[str, Any]
+    recorded_at: dt.datetime | None = None  # R-SLA-7: a record delivered later than it was made
+
+    @property
+    def delivered_at(self) -> dt.datetime:
+        """When the event reaches LeadFlow: events are replayed in this order (SCENARIOS.md)."""
+        return self.recorded_at or self.at
 
 
 @dataclass
@@ -114,7 +89,7 @@ def parse_scenario(data: dict) -> Scenario:
     last = start
     for i, raw in enumerate(data.get("events") or []):
         scenario.events.append(_event(i, raw, last, person_ids, dept_ids, refs))
-        last = scenario.events[-1].at
+        last = scenario.events[-1].delivered_at
     return scenario
 
 
@@ -126,10 +101,19 @@ def _event(i: int, raw: Any, last: dt.datetime, person_ids: set, dept_ids: set, 
     if kind not in EVENT_FIELDS:
         raise ScenarioError(f"{where}.type: unknown event type {kind!r}.")
     at = _time(raw.get("at"), f"{where}.at")
-    if at < last:
-        raise ScenarioError(f"{where}.at: time goes backwards ({raw.get('at')} is before the previous event).")
+    recorded_at = None
+    if raw.get("recorded_at") is not None:
+        if kind not in RECORD_KINDS:
+            raise ScenarioError(f"{where}.recorded_at: only records ({', '.join(RECORD_KINDS)}) carry it.")
+        recorded_at = _time(raw["recorded_at"], f"{where}.recorded_at")
+        if recorded_at < at:
+            raise ScenarioError(f"{where}.recorded_at: a record cannot reach LeadFlow before it was made.")
+    if (recorded_at or at) < last:
+        field_name = "recorded_at" if recorded_at else "at"
+        raise ScenarioError(f"{where}.{field_name}: time goes backwards (the event is delivered before the "
+                            f"previous event).")
     required, optional = EVENT_FIELDS[kind]
-    fields = {k: v for k, v in raw.items() if k not in ("at", "type")}
+    fields = {k: v for k, v in raw.items() if k not in ("at", "type", "recorded_at")}
     for name in required:
         if fields.get(name) is None and not (kind == "register" and name == "phone" and "phone" in fields):
             raise ScenarioError(f"{where}.{name}: required for a '{kind}' event.")
@@ -155,4 +139,4 @@ def _event(i: int, raw: Any, last: dt.datetime, person_ids: set, dept_ids: set, 
         if str(fields["ref"]) in refs:
             raise ScenarioError(f"{where}.ref: the ref {fields['ref']!r} is used twice.")
         refs.add(str(fields["ref"]))
-    return Event(i, at, kind, fields)
+    return Event(i, at, kind, fields, recorded_at)

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from leadflow.policy import Policy
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -32,3 +36,16 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def configured_policy() -> Policy:
+    """The policy the settings name (LEADFLOW_POLICY_FILE, else the default), loaded once per file:
+    for code that has no stage context (run names, schedules)."""
+    return _policy_at(get_settings().policy_file)
+
+
+@lru_cache(maxsize=8)
+def _policy_at(path: Path | None) -> Policy:
+    from leadflow.policy import load_policy
+
+    return load_policy(path)

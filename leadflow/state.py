@@ -15,8 +15,25 @@ from leadflow.store.models import (
 )
 
 
+def customer_keys(conn: Connection) -> dict[int, str]:
+    """customer id -> how the state names it: the scenario `ref` of the registration that created it, else
+    that registration's `external_ref` (the channel's own reference), else the customer id."""
+    keys = {cid: ref for cid, ref in conn.execute(select(Customer.id, Customer.ref)) if ref}
+    for cid, external in conn.execute(select(Registration.customer_id, Registration.external_ref)
+                                      .where(Registration.status == "accepted", Registration.external_ref.is_not(None))
+                                      .order_by(Registration.id)):
+        keys.setdefault(cid, external)
+    for cid in conn.execute(select(Customer.id)).scalars():
+        keys.setdefault(cid, str(cid))
+    return keys
+
+
 def world_state(conn: Connection, policy: Policy, name: str, as_of: dt.datetime) -> dict:
-    refs = dict(conn.execute(select(Customer.id, Customer.ref)).all())
+    """The store at `as_of` in the shape of `leadflow simulate --json` (SCENARIOS.md, Output).
+
+    Used by the replay and by `leadflow state` for production: registrations are keyed by their scenario
+    `ref`, else their `external_ref`, else their id; customers as `customer_keys` says."""
+    refs = customer_keys(conn)
     return {
         "scenario": name,
         "as_of": iso(as_of, policy),
@@ -28,7 +45,8 @@ def world_state(conn: Connection, policy: Policy, name: str, as_of: dt.datetime)
                         for d in conn.execute(select(Department.id).order_by(Department.position)).scalars()},
         "breaches": [{"customer": refs.get(c), "person": p, "rule": r, "at": iso(at, policy)}
                      for c, p, r, at in conn.execute(select(Breach.customer_id, Breach.person_id, Breach.rule_id,
-                                                            Breach.at).order_by(Breach.at, Breach.id))],
+                                                            Breach.at).where(Breach.revoked_at.is_(None))  # R-SLA-7
+                                                     .order_by(Breach.at, Breach.id))],
         "performance": _credits(conn, refs, "performance"),
         "commissions": _credits(conn, refs, "commission"),
         "disputes": _disputes(conn, refs),
@@ -38,10 +56,12 @@ def world_state(conn: Connection, policy: Policy, name: str, as_of: dt.datetime)
 
 def _registrations(conn, refs) -> dict:
     out = {}
-    rows = conn.execute(select(Registration.ref, Registration.status, Registration.customer_id, Registration.reasons)
-                        .where(Registration.ref.is_not(None)).order_by(Registration.id))
-    for ref, status, cid, reasons in rows:
-        out[ref] = {"status": status, "customer": refs.get(cid), "reasons": sorted(reasons or [])}
+    rows = conn.execute(select(Registration.id, Registration.ref, Registration.external_ref, Registration.status,
+                               Registration.customer_id, Registration.reasons)
+                        .where(Registration.status != "staged").order_by(Registration.id))
+    for rid, ref, external, status, cid, reasons in rows:
+        out.setdefault(ref or external or str(rid),
+                       {"status": status, "customer": refs.get(cid), "reasons": sorted(reasons or [])})
     return out
 
 
@@ -54,7 +74,7 @@ def _customers(conn, refs) -> dict:
     out = {}
     for c in conn.execute(select(Customer.id, Customer.ref, Customer.status, Customer.tier, Customer.owner_id,
                                  Customer.department_id).order_by(Customer.id)).mappings():
-        out[c["ref"] or str(c["id"])] = {"status": c["status"], "tier": c["tier"], "owner": c["owner_id"],
+        out[refs[c["id"]]] = {"status": c["status"], "tier": c["tier"], "owner": c["owner_id"],
                                          "department": c["department_id"], "owners": owners.get(c["id"], [])}
     return out
 
@@ -66,7 +86,8 @@ def _people(conn, policy, as_of) -> dict:
     for pid, tier in conn.execute(select(Bar.person_id, Bar.tier).where(Bar.lifted_at.is_(None)).order_by(Bar.id)):
         if tier not in barred[pid]:
             barred[pid].append(tier)
-    fines = dict(conn.execute(select(Fine.person_id, func.sum(Fine.amount_yuan)).group_by(Fine.person_id)).all())
+    fines = dict(conn.execute(select(Fine.person_id, func.sum(Fine.amount_yuan))
+                              .where(Fine.revoked_at.is_(None)).group_by(Fine.person_id)).all())  # R-SLA-7
     out = {}
     for p in conn.execute(select(Person.id, Person.active, Person.grade).order_by(Person.id)).mappings():
         amount = fines.get(p["id"], 0) or 0

@@ -33,12 +33,10 @@ def install_log_masking() -> None:
 
 
 def make_gate(url: str, schema: str | None, policy: Policy, docs_dir: Path | None = None):
-    """The Great Expectations gate (R-VAL-1..3) bound to one database."""
+    """The Great Expectations gate (R-VAL-1..3) bound to one database; its suites and thresholds from `policy`."""
     from expectations.gate import gate_for
 
-    return gate_for(url, schema=schema, docs_dir=docs_dir,
-                    max_bad_fraction=policy.validation.max_bad_fraction,
-                    min_rows_for_fraction=policy.validation.min_rows_for_fraction)
+    return gate_for(url, schema=schema, docs_dir=docs_dir, policy=policy)
 
 
 def make_notifier():

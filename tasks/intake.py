@@ -57,9 +57,11 @@ def validate(batch_id: str):
 
 
 @task(name="accept, attach, quarantine and allocate")
-def settle(batch_id: str, gate, now: dt.datetime) -> dict:
+def settle(batch_id: str, gate, now: dt.datetime, run_after: dt.datetime | None = None) -> dict:
     """The batch's outcome; a batch broken as a whole (R-VAL-3) comes back with its one-sentence error."""
+    from tasks.engine import run_ctx
+
     try:
-        return intake.settle(stage_ctx(), batch_id, gate, now)
+        return intake.settle(run_ctx(run_after), batch_id, gate, now)
     except intake.StageFailure as e:
         return {"batch_error": str(e)}

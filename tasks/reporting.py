@@ -1,6 +1,7 @@
 """Artifacts people read in the Prefect UI; phones are always masked (R-REG-7)."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from prefect import task
@@ -13,8 +14,15 @@ from tasks.context import stage_ctx
 
 
 def _key(text: str) -> str:
-    """Artifact keys: lowercase letters, digits and dashes."""
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60] or "run"
+    """Artifact keys: lowercase ASCII letters, digits and dashes (Prefect refuses anything else, so a file
+    named in Chinese gets a short digest of its name instead of failing a run whose data has committed)."""
+    import hashlib
+
+    key = "".join(c if c.isascii() and c.isalnum() else "-" for c in text.lower())
+    key = re.sub(r"-+", "-", key).strip("-")
+    if any(not c.isascii() for c in text):
+        key = f"{key[:40]}-{hashlib.sha256(text.encode()).hexdigest()[:8]}".strip("-")
+    return key[:60] or "run"
 
 
 @task(name="publish validation summary")
@@ -138,3 +146,19 @@ def publish_dispute(customer_id: int, decision: dict) -> None:
     lines += ["", "## Evidence", ""] + [f"- {e}" for e in decision.get("evidence", [])]
     create_markdown_artifact(mask_phones_in_text("\n".join(lines)), key=_key(f"dispute-{customer_id}"),
                              description=f"R-DISP-8 decision for customer {customer_id}")
+
+
+@task(name="publish records on hold")
+def publish_holds() -> int:
+    """R-VAL-2: every record a stage's suite keeps out of that stage, on every run until it is fixed."""
+    from leadflow.stages.validation import open_holds
+
+    with stage_ctx().engine.connect() as conn:
+        holds = open_holds(conn)
+    if holds:
+        create_table_artifact([{"registration": h["registration_id"], "customer": h["customer_id"],
+                                "kept out of": h["suite"], "because": ", ".join(h["reasons"]),
+                                "since": h["flagged_at"]} for h in holds], key="records-on-hold",
+                              description=f"{len(holds)} registration records are kept out of a stage until "
+                                          "they are fixed (R-VAL-2)")
+    return len(holds)

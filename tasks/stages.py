@@ -88,3 +88,12 @@ def claim(customer_id: int, person: str, at: dt.datetime) -> None:
     ctx = stage_ctx()
     with ctx.engine.begin() as conn:
         record_claim(conn, ctx, customer_id, person, False, at)
+
+
+@task(name="the dispute decision on record")
+def last_dispute_decision(customer_id: int) -> dict | None:
+    """R-DISP-8: the latest decision the ledger holds for the customer."""
+    from leadflow.stages.disputes import _last_decision
+
+    with stage_ctx().engine.connect() as conn:
+        return _last_decision(conn, customer_id)

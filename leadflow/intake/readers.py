@@ -52,26 +52,37 @@ def _header_key(header: str) -> str:
     return str(header).replace("\ufeff", "").strip(" \t\r\n" + _FULLWIDTH_SPACE).casefold()
 
 
-_LOOKUP: dict[str, str] = {}
-for _canonical, _aliases in COLUMNS.items():
-    for _name in (_canonical, *_aliases):
-        _LOOKUP[_header_key(_name)] = _canonical
-
-
 def canonical_column(header) -> str | None:
-    """The canonical column a header names (`Registered At`, `registered-at`, `登记时间` …), or None."""
-    if header is None:
-        return None
-    key = _header_key(header)
-    if key in _LOOKUP:
-        return _LOOKUP[key]
-    return _LOOKUP.get(re.sub(r"[\s\-]+", "_", key))
+    """The canonical registration column a header names (`Registered At`, `registered-at`, `登记时间` …), or None."""
+    return REGISTRATIONS.canonical(header)
+
+
+class FileSpec:
+    """What a kind of file holds: canonical columns with their aliases, and the required ones."""
+
+    def __init__(self, what: str, columns: dict[str, tuple[str, ...]], required: tuple[str, ...]):
+        self.what, self.columns, self.required = what, columns, required
+        self.lookup: dict[str, str] = {}
+        for canonical, aliases in columns.items():
+            for name in (canonical, *aliases):
+                self.lookup[_header_key(name)] = canonical
+
+    def canonical(self, header) -> str | None:
+        """The canonical column a header names (`Registered At`, `registered-at`, `登记时间` …), or None."""
+        if header is None:
+            return None
+        key = _header_key(header)
+        if key in self.lookup:
+            return self.lookup[key]
+        return self.lookup.get(re.sub(r"[\s\-]+", "_", key))
 
 
 class _Columns:
     """The header of one file: which original columns feed which canonical key, and raw names."""
 
-    def __init__(self, file: str, headers: list):
+    def __init__(self, file: str, headers: list, spec: "FileSpec | None" = None):
+        spec = spec or REGISTRATIONS
+        self.spec = spec
         self.raw_names: list[str | None] = []
         seen: dict[str, int] = {}
         for h in headers:
@@ -81,14 +92,14 @@ class _Columns:
                 continue
             seen[name] = seen.get(name, 0) + 1
             self.raw_names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
-        self.sources: dict[str, list[int]] = {c: [] for c in COLUMNS}
+        self.sources: dict[str, list[int]] = {c: [] for c in spec.columns}
         for i, h in enumerate(headers):
-            canonical = canonical_column(h) if h is not None else None
+            canonical = spec.canonical(h) if h is not None else None
             if canonical:
                 self.sources[canonical].append(i)
-        for column in REQUIRED:
+        for column in spec.required:
             if not self.sources[column]:
-                aliases = "/".join(COLUMNS[column])
+                aliases = "/".join(spec.columns[column])
                 raise IntakeFileError(f"{file}: required column '{column}' ({aliases}) is missing.")
 
     def row(self, cells: list, row_number: int) -> dict:
@@ -153,6 +164,9 @@ def _canonical_value(v):
     return _cell_text(v)
 
 
+REGISTRATIONS = FileSpec("registration", COLUMNS, REQUIRED)
+
+
 # --- files ----------------------------------------------------------------------------------
 
 
@@ -196,7 +210,7 @@ def _detect_encoding(path: Path) -> str:
     raise IntakeFileError(f"{path.name}: the file is not UTF-8 or GBK text.")
 
 
-def _iter_csv(path: Path, name: str) -> Iterator[dict]:
+def _iter_csv(path: Path, name: str, spec: FileSpec | None = None) -> Iterator[dict]:
     encoding = _detect_encoding(path)
     with path.open("r", encoding=encoding, newline="") as f:
         first = f.readline()
@@ -208,7 +222,7 @@ def _iter_csv(path: Path, name: str) -> Iterator[dict]:
         reader = csv.reader(_chain([first], f), delimiter=delimiter)
         try:
             header = next(reader)
-            columns = _Columns(name, header)
+            columns = _Columns(name, header, spec)
             number = 0
             for cells in reader:
                 number += 1
@@ -238,7 +252,7 @@ def _jsonl_objects(path: Path, name: str, encoding: str) -> Iterator[tuple[int, 
             yield line_number, obj
 
 
-def _iter_jsonl(path: Path, name: str) -> Iterator[dict]:
+def _iter_jsonl(path: Path, name: str, spec: FileSpec | None = None) -> Iterator[dict]:
     encoding = _detect_encoding(path)
     headers: dict[str, None] = {}
     for _, obj in _jsonl_objects(path, name, encoding):  # first pass: every line valid, all keys known
@@ -246,7 +260,7 @@ def _iter_jsonl(path: Path, name: str) -> Iterator[dict]:
     if not headers:
         return  # no registrations at all (the stage reports an empty batch, R-VAL-3)
     names = list(headers)
-    columns = _Columns(name, names)
+    columns = _Columns(name, names, spec)
     for line_number, obj in _jsonl_objects(path, name, encoding):
         cells = [obj.get(k) for k in names]
         # JSON has no "column without a key": a key a line lacks is simply absent from its raw record
@@ -255,7 +269,7 @@ def _iter_jsonl(path: Path, name: str) -> Iterator[dict]:
         yield record
 
 
-def _iter_xlsx(path: Path, name: str) -> Iterator[dict]:
+def _iter_xlsx(path: Path, name: str, spec: FileSpec | None = None) -> Iterator[dict]:
     try:
         import openpyxl
         from openpyxl.utils.exceptions import InvalidFileException
@@ -287,7 +301,7 @@ def _iter_xlsx(path: Path, name: str) -> Iterator[dict]:
         header = list(header)
         while header and _blank(header[-1]):
             header.pop()  # trailing empty header cells: formatting, not columns
-        columns = _Columns(name, header)
+        columns = _Columns(name, header, spec)
         number = 0
         for cells in rows:
             number += 1
@@ -299,16 +313,57 @@ def _iter_xlsx(path: Path, name: str) -> Iterator[dict]:
         workbook.close()
 
 
-def _iter_rows(path: str | Path) -> Iterator[dict]:
+def iter_rows(path: str | Path, spec: FileSpec | None = None) -> Iterator[dict]:
+    """The data rows of a .csv / .jsonl / .xlsx file under `spec`'s canonical columns (registrations by default)."""
     path = Path(path)
     name = _check_readable(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        yield from _iter_csv(path, name)
+        yield from _iter_csv(path, name, spec)
     elif suffix in (".jsonl", ".ndjson"):
-        yield from _iter_jsonl(path, name)
+        yield from _iter_jsonl(path, name, spec)
     else:
-        yield from _iter_xlsx(path, name)
+        yield from _iter_xlsx(path, name, spec)
+
+
+_iter_rows = iter_rows
+
+
+def header_names(path: str | Path) -> list[str]:
+    """The header of a file (the keys of a JSON Lines file's first object), for telling kinds of file apart.
+
+    Raises IntakeFileError (one sentence) when the file cannot be read."""
+    path = Path(path)
+    name = _check_readable(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        encoding = _detect_encoding(path)
+        with path.open("r", encoding=encoding, newline="") as f:
+            for line in f:
+                if line.strip(" \t\r\n,;" + _FULLWIDTH_SPACE):
+                    delimiter = "\t" if "\t" in line and "," not in line else ","
+                    try:
+                        return next(csv.reader([line], delimiter=delimiter))
+                    except csv.Error:
+                        raise IntakeFileError(f"{name}: the file is not valid CSV (its header).") from None
+        return []
+    if suffix in (".jsonl", ".ndjson"):
+        for _, obj in _jsonl_objects(path, name, _detect_encoding(path)):
+            return [str(k) for k in obj]
+        return []
+    try:
+        import openpyxl
+
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception:
+        raise IntakeFileError(f"{name}: the file is not a readable .xlsx workbook.") from None
+    try:
+        for row in workbook.worksheets[0].iter_rows(values_only=True) if workbook.worksheets else []:
+            if not all(_blank(c) for c in row):
+                return [_cell_text(c) for c in row if not _blank(c)]
+        return []
+    finally:
+        workbook.close()
 
 
 def read_registration_file(path: str | Path) -> list[dict]:
@@ -342,5 +397,5 @@ def iter_registration_batches(path: str | Path, size: int = 5000) -> Iterator[li
         yield batch
 
 
-__all__ = ["COLUMNS", "REQUIRED", "IntakeFileError", "canonical_column", "iter_registration_batches",
-           "read_registration_file"]
+__all__ = ["COLUMNS", "REQUIRED", "REGISTRATIONS", "FileSpec", "IntakeFileError", "canonical_column",
+           "header_names", "iter_registration_batches", "iter_rows", "read_registration_file"]

@@ -4,16 +4,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default.yaml")
 TIERS = ("A", "B", "C", "D", "below_d")
-ALL_TIERS = TIERS + ("unclassified", "non_target")
+UNRANKED_TIERS = ("unclassified", "non_target")  # R-TIER-1: unknown amount or unclear target; not a target
+ALL_TIERS = TIERS + UNRANKED_TIERS
+_CHANNEL_ID = re.compile(r"[a-z][a-z0-9_]*")
 GRADES = ("A", "B", "C", "D")
+SLA_RULES = ("R-SLA-1", "R-SLA-2", "R-SLA-3", "R-SLA-4", "R-SLA-5")  # R-SLA-7: each has its own switch
 
 
 class PolicyError(ValueError):
@@ -33,8 +37,24 @@ class WorkingDays(_Strict):
 
 class Registration(_Strict):
     amount_cap_yuan: float = Field(1_000_000_000, gt=0)
-    company_channels: tuple[str, ...]
+    company_channels: tuple[str, ...] = Field(min_length=1)
     self_channel: str = "self"
+
+    @field_validator("company_channels", "self_channel")
+    @classmethod
+    def _channel_ids(cls, v):
+        for channel in (v,) if isinstance(v, str) else v:
+            if not _CHANNEL_ID.fullmatch(channel):
+                raise ValueError(f"channel id {channel!r} must be lower-case letters, digits and _")
+        if not isinstance(v, str) and len(set(v)) != len(v):
+            raise ValueError("lists a channel twice")
+        return v
+
+    @model_validator(mode="after")
+    def _self_is_not_a_company_channel(self) -> "Registration":
+        if self.self_channel in self.company_channels:
+            raise ValueError(f"self_channel {self.self_channel!r} is also a company channel (R-REG-8)")
+        return self
 
 
 class Validation(_Strict):
@@ -58,14 +78,22 @@ class Misjudgment(_Strict):
 class Allocation(_Strict):
     rotation_epoch: dt.date | None = None
     capacity_per_tier: dict[str, int] = {}
-    manager_tiers: tuple[str, ...] = ("unclassified", "non_target")
+    manager_tiers: tuple[str, ...] = UNRANKED_TIERS
 
-    @field_validator("capacity_per_tier")
+    @field_validator("capacity_per_tier", "manager_tiers")
     @classmethod
-    def _known_tiers(cls, v: dict[str, int]) -> dict[str, int]:
+    def _known_tiers(cls, v):
         bad = [t for t in v if t not in ALL_TIERS]
         if bad:
             raise ValueError(f"unknown tier {bad[0]!r}")
+        return v
+
+    @field_validator("manager_tiers")
+    @classmethod
+    def _unranked_go_to_managers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        missing = [t for t in UNRANKED_TIERS if t not in v]
+        if missing:  # no grade is eligible for them (R-ALLOC-3): only a manager can take them
+            raise ValueError(f"must include {missing[0]!r}: no salesperson's grade is eligible for it")
         return v
 
 
@@ -90,6 +118,28 @@ class Sla(_Strict):
     audit_held_days: int = 30
     audit_quiet_days: int = 30
     audit_grace_days: int = 7
+    # R-SLA-7 late evidence
+    evidence_grace_minutes: int = Field(0, ge=0)
+    max_lateness_days: int = Field(7, ge=0)
+    enforcement: dict[str, Literal["enforce", "record", "off"]] = {r: "enforce" for r in SLA_RULES}
+    mass_breach_share: float = Field(0.5, ge=0, le=1)
+    mass_breach_min_obligations: int = Field(20, ge=1)
+
+    @field_validator("enforcement", mode="before")
+    @classmethod
+    def _yaml_off_is_off(cls, v):
+        """YAML reads a bare `off` as false (and `on` as true): take them as the switch values they spell."""
+        if isinstance(v, dict):
+            return {r: {False: "off", True: "enforce"}.get(m, m) if isinstance(m, bool) else m for r, m in v.items()}
+        return v
+
+    @field_validator("enforcement")
+    @classmethod
+    def _switch_per_rule(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [r for r in v if r not in SLA_RULES]
+        if bad:
+            raise ValueError(f"names {bad[0]!r}; the switch covers {', '.join(SLA_RULES)}")
+        return {r: v.get(r, "enforce") for r in SLA_RULES}
 
 
 class DormantReturn(_Strict):
@@ -115,10 +165,14 @@ class Disputes(_Strict):
     knowing_fine_yuan: float = 1000
 
 
+class Events(_Strict):
+    wait_minutes: int = Field(1440, ge=0)  # an event naming a customer not yet known waits this long
+
+
 class Policy(_Strict):
     """The whole policy; `version` is a hash of its content and goes on every ledger entry."""
 
-    timezone: str = "Asia/Shanghai"
+    timezone: str  # business time (RULES.md); default.yaml declares it, and every schedule follows it
     working_days: WorkingDays = WorkingDays()
     sales_year_start_month: int = Field(1, ge=1, le=12)
     registration: Registration
@@ -131,6 +185,7 @@ class Policy(_Strict):
     sla: Sla = Sla()
     conversion: Conversion
     disputes: Disputes = Disputes()
+    events: Events = Events()
 
     @field_validator("tiers")
     @classmethod

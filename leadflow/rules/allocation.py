@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 
 from leadflow.rules.tiers import eligible_tiers, grades_for_tier
 
-MANAGER_TIERS = ("unclassified", "non_target")
-
 
 @dataclass(frozen=True)
 class Candidate:
@@ -32,6 +30,8 @@ class Roster:
     people: dict[str, Candidate]
     department_suspended: dict[str, dt.datetime] = field(default_factory=dict)
     capacity: dict[str, int] = field(default_factory=dict)
+    # R-ALLOC-3: leads of these tiers rotate to the departments' managers (policy allocation.manager_tiers)
+    manager_tiers: tuple[str, ...] = field(kw_only=True)
 
     def sales_of(self, department: str, grade: str | None) -> list[Candidate]:
         """R-ALLOC-2: rank order, rank 1 first; the unranked after the ranked, by id."""
@@ -85,7 +85,7 @@ def blocking_reason(p: Candidate, tier: str, roster: Roster, exclude: frozenset[
         return "department suspended (R-SUSP-4)"
     if p.on_leave:
         return "on leave (R-SUSP-2)"
-    if p.role == "sales" and tier not in MANAGER_TIERS and tier not in eligible_tiers(p.grade):
+    if p.role == "sales" and tier not in roster.manager_tiers and tier not in eligible_tiers(p.grade):
         return "grade not eligible (R-ALLOC-3)"
     if tier in p.barred:
         return "barred from the tier until a close (R-SUSP-7)"
@@ -127,7 +127,8 @@ def next_owner(
     reoffer: bool = False,
 ) -> Decision:
     """Decide who receives a lead of `tier` now; the decision explains itself."""
-    served = serve_replacement(tier, list(debts), roster) if tier not in MANAGER_TIERS else None
+    to_manager = tier in roster.manager_tiers
+    served = serve_replacement(tier, list(debts), roster) if not to_manager else None
     if served:
         return served
     order = week_order(roster.departments, week)
@@ -142,13 +143,13 @@ def next_owner(
         if dept in roster.department_suspended:
             considered.append({"department": dept, "skipped": "department suspended (R-SUSP-4)"})
             continue
-        if tier in MANAGER_TIERS:
+        if to_manager:
             chosen = _pick_manager(dept, tier, roster, pointers, exclude, considered, decision)
         else:
             chosen = _pick_salesperson(dept, tier, roster, pointers, exclude, considered, paused_passed, decision)
         if chosen:
             decision.person, decision.department = chosen.id, dept
-            decision.rule = "R-ALLOC-3" if tier in MANAGER_TIERS else "R-ALLOC-2"
+            decision.rule = "R-ALLOC-3" if to_manager else "R-ALLOC-2"
             decision.pointer_updates[key] = str((index + 1) % len(order))
             decision.consumed_pauses = list(paused_passed)
             break

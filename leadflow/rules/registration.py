@@ -1,6 +1,7 @@
 """R-REG: pure registration rules — phones, masking, amounts, target flag, channel, registration time.
 
-Standard library only: no database, no Prefect, no Great Expectations (the rules are tested directly).
+Standard library only (the policy is read, not imported): no database, no Prefect, no Great
+Expectations (the rules are tested directly).
 """
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import datetime as dt
 import math
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:  # pragma: no cover - the rules only read the policy's attributes
+    from leadflow.policy import Policy
 
 # --- shared text clean-up ---------------------------------------------------------------------
 
@@ -206,33 +212,46 @@ def parse_target(raw) -> bool | None:
 
 # --- R-REG-1 / glossary: channels -------------------------------------------------------------
 
-CHANNELS = ("boss", "sales_manager", "hotline", "web_chat", "marketplace", "wechat",
-            "internal_referral", "self")
-
+# The labels people write for the glossary's channels (the policy lists which channels a company
+# has: `registration.company_channels` and `registration.self_channel`). A label counts only for a
+# channel the policy has; `self` stands for the policy's self channel, whatever it is called.
 _CHANNEL_LABELS = {
     "boss": ("肖总资源", "肖总", "老板", "总经理"),
     "sales_manager": ("销售部经理", "销售经理"),
-    "hotline": ("400", "400电话", "离线宝", "热线", "hotline", "400热线"),
+    "hotline": ("400", "400电话", "离线宝", "热线", "400热线"),
     "web_chat": ("商桥", "百度商桥", "网页", "在线客服", "webchat"),
     "marketplace": ("淘宝", "千牛", "天猫"),
     "wechat": ("微信", "微信公众号", "公众号"),
     "internal_referral": ("公司其它部门", "公司其他部门", "内部推荐"),
     "self": ("自己挖掘", "自己挖掘的新客户", "自主开发", "自拓"),
 }
-_CHANNEL_BY_LABEL = {c: c for c in CHANNELS}
-_CHANNEL_BY_LABEL.update({label.lower(): c for c, labels in _CHANNEL_LABELS.items() for label in labels})
 
 
-def parse_channel(raw) -> str | None:
-    """R-REG-1: the canonical channel id (glossary; Chinese labels accepted), None when unknown."""
+def known_channels(policy: Policy) -> tuple[str, ...]:
+    """R-REG-1 / R-REG-8: the channel ids a registration may carry — the company channels, then `self`."""
+    return (*policy.registration.company_channels, policy.registration.self_channel)
+
+
+@lru_cache(maxsize=16)
+def _channel_table(company: tuple[str, ...], self_channel: str) -> dict[str, str]:
+    """Label (lower case) -> channel id, for the channels the policy has; an id is its own label."""
+    ids = {**{c: c for c in company}, "self": self_channel}
+    table = {label.lower(): ids[c] for c, labels in _CHANNEL_LABELS.items() if c in ids for label in labels}
+    table.update({c: c for c in (*company, self_channel)})
+    return table
+
+
+def parse_channel(raw, policy: Policy) -> str | None:
+    """R-REG-1: the policy's channel id for `raw` (the id itself, or a label such as 热线), None when unknown."""
     if raw is None:
         return None
     text = _ascii(str(raw)).strip().lower()
     if not text:
         return None
-    found = _CHANNEL_BY_LABEL.get(text)
+    table = _channel_table(policy.registration.company_channels, policy.registration.self_channel)
+    found = table.get(text)
     if found is None:
-        found = _CHANNEL_BY_LABEL.get(re.sub(r"[\s\-]+", "_", text))  # "Web Chat", "web-chat"
+        found = table.get(re.sub(r"[\s\-]+", "_", text))  # "Web Chat", "web-chat"
     return found
 
 
@@ -243,8 +262,9 @@ _FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%
 _DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}")
 
 
-def parse_registered_at(raw, tz: str = "Asia/Shanghai") -> dt.datetime | None:
-    """R-REG-1: an aware datetime; an offset written in the value is kept, a naive time is read in tz.
+def parse_registered_at(raw, tz: str) -> dt.datetime | None:
+    """R-REG-1: an aware datetime; an offset written in the value is kept, a naive time is read in tz
+    (the policy's `timezone`).
 
     Accepts ISO-8601, `YYYY-MM-DD HH:MM[:SS]`, `YYYY/MM/DD HH:MM[:SS]` or a datetime; a date without a
     time, or anything else, is None.

@@ -5,10 +5,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from leadflow.clock import add_months, local, month_key
-from leadflow.policy import Policy
+from leadflow.policy import UNRANKED_TIERS, Policy
 from leadflow.rules.tiers import tier_rank
-
-UNRANKED = ("unclassified", "non_target")
 
 
 @dataclass(frozen=True)
@@ -22,7 +20,7 @@ def reapplication(old_tier: str, new_tier: str) -> ReapplyOutcome:
     """R-TIER-2: same tier refused; lower earns a replacement of the old tier; higher, or from unclassified, none."""
     if old_tier == new_tier:
         return ReapplyOutcome(False, None, f"R-TIER-2: refused, the lead is already {old_tier}")
-    if old_tier in UNRANKED:
+    if old_tier in UNRANKED_TIERS:
         return ReapplyOutcome(True, None, f"R-TIER-2: a {old_tier} lead gets its tier {new_tier}, no replacement")
     if tier_rank(new_tier) < tier_rank(old_tier):
         return ReapplyOutcome(True, None, f"R-TIER-2: re-tiered up from {old_tier} to {new_tier}, no replacement")

@@ -67,13 +67,17 @@ def _phone(rnd: random.Random, n: int) -> str:
     return digits
 
 
-def leads(quarter_start: dt.date, n: int = 5000, seed: int = 11, bad_share: float = 0.025) -> list[dict]:
-    """About `n` registrations over a quarter's working hours, 2–3 % of them bad, some repeat callers."""
+def leads(quarter_start: dt.date, n: int = 5000, seed: int = 11, bad_share: float = 0.025,
+          days: int = 90) -> list[dict]:
+    """About `n` registrations over `days` (a quarter) of working hours, 2–3 % of them bad, some repeat callers.
+
+    Every row has the channel's own reference (`external_ref`, e.g. the 400 system's 来电编号), by which the
+    activity exports (`leadflow.samples.exports`) name the customer."""
     rnd = random.Random(seed)
     sellers = [p["id"] for p in org()["people"] if p["role"] == "sales"]
     rows = []
     for i in range(n):
-        day = quarter_start + dt.timedelta(days=rnd.randint(0, 89))
+        day = quarter_start + dt.timedelta(days=rnd.randint(0, days - 1))
         at = dt.datetime.combine(day, dt.time(rnd.randint(8, 19), rnd.randint(0, 59), rnd.randint(0, 59)))
         channel, label, _ = rnd.choices(CHANNELS, weights=[w for *_, w in CHANNELS])[0]
         phone_n = 10_000_000 + (rnd.randint(0, i) if i and rnd.random() < 0.04 else i)  # some call again
@@ -82,7 +86,7 @@ def leads(quarter_start: dt.date, n: int = 5000, seed: int = 11, bad_share: floa
                "registered_at": at.strftime("%Y-%m-%d %H:%M:%S"),
                "registered_by": rnd.choice(sellers) if channel == "self" else rnd.choice(["k1", "k2"]),
                "target": rnd.choice(["是"] * 12 + ["否", ""]), "region": rnd.choice(REGIONS),
-               "external_ref": f"{channel[:2].upper()}{i:06d}" if channel in ("marketplace", "web_chat") else ""}
+               "external_ref": f"{channel[:2].upper()}{i:06d}"}
         bad = rnd.random()
         if bad < bad_share * 0.5:
             row["phone"] = str(rnd.randint(10000, 99999))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from leadflow.rules.registration import mask_phone, normalise_phone
@@ -18,13 +18,30 @@ log = logging.getLogger("leadflow.activities")
 
 def record(conn: Connection, ctx: StageContext, customer_id: int, person_id: str, kind: str, at: dt.datetime,
            step: int | None = None) -> None:
-    conn.execute(Activity.__table__.insert().values(customer_id=customer_id, person_id=person_id, kind=kind,
-                                                    step=step, at=at))
-    if kind == "sales_step" and step is not None and step >= ctx.policy.conversion.exempt_step:
-        # R-CONV-2: reaching step 4 exempts the owner's assignment for good (and travels with an exchange).
+    """One record (R-SLA-1..5, R-CONV-2); see `record_many`."""
+    record_many(conn, ctx, [{"customer_id": customer_id, "person_id": person_id, "kind": kind, "step": step,
+                             "at": at, "recorded_at": None, "event_id": None}])
+
+
+def record_many(conn: Connection, ctx: StageContext, rows: list[dict]) -> int:
+    """Write records in bulk: dicts with customer_id, person_id, kind (KINDS), step, at, recorded_at, event_id.
+
+    R-CONV-2: a sales step at or past the policy's `exempt_step` exempts the recorder's open assignment
+    for good (the exemption travels with an exchange). Two statements, whatever the number of rows.
+    """
+    if not rows:
+        return 0
+    conn.execute(Activity.__table__.insert(), [{k: r.get(k) for k in ("customer_id", "person_id", "kind", "step",
+                                                                         "at", "recorded_at", "event_id")}
+                                               for r in rows])
+    steps = {(r["customer_id"], r["person_id"]) for r in rows
+             if r["kind"] == "sales_step" and r.get("step") is not None and r["step"] >= ctx.policy.conversion.exempt_step}
+    if steps:
         t = Assignment.__table__
-        conn.execute(t.update().where(t.c.customer_id == customer_id, t.c.person_id == person_id,
-                                      t.c.ended_at.is_(None)).values(exempt=True))
+        conn.execute(t.update().where(t.c.customer_id == bindparam("cid"), t.c.person_id == bindparam("pid"),
+                                      t.c.ended_at.is_(None)).values(exempt=True),
+                     [{"cid": c, "pid": p} for c, p in sorted(steps)])
+    return len(rows)
 
 
 def link_phone(conn: Connection, ctx: StageContext, customer_id: int | None, raw_phone: str, relation: str,

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from leadflow.clock import week_index
 from leadflow.rules.allocation import Debt, Decision, Roster, next_owner
 from leadflow.stages.context import StageContext, rotation_epoch
+from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
 from leadflow.store.models import Assignment, Customer, Pause, ReplacementDebt, RotationPointer
 
@@ -126,17 +127,24 @@ def _write(conn, now, assignments, owners, pauses, served, to_pool_first):
 
 
 def pool_leads(conn: Connection) -> list[dict]:
-    """R-ALLOC-5: leads waiting in the pool, oldest first."""
+    """R-ALLOC-5: leads waiting in the pool, oldest first; a customer on an allocation hold waits (R-VAL-2)."""
     rows = conn.execute(select(Customer.id, Customer.tier, Customer.pooled_at)
-                        .where(Customer.status == "pool").order_by(Customer.created_at, Customer.id)).mappings()
+                        .where(Customer.status == "pool", Customer.id.not_in(held_customers("allocation")))
+                        .order_by(Customer.created_at, Customer.id)).mappings()
     return [dict(r) for r in rows]
 
 
 def allocate_pool(conn: Connection, ctx: StageContext, now: dt.datetime) -> dict:
-    """Offer every lead in the pool, oldest first (new ones and ones waiting)."""
+    """Offer every lead in the pool, oldest first (new ones and ones waiting) (R-ALLOC-5).
+
+    A lead pooled within this run (after `ctx.run_after`, the clock before the run began) is not offered
+    again until a later run: the pause that sent it to the pool must not hand it straight back.
+    """
     from leadflow.stages.roster import load_roster
 
     leads = pool_leads(conn)
+    if ctx.run_after is not None:
+        leads = [x for x in leads if x.get("pooled_at") is None or x["pooled_at"] <= ctx.run_after]
     if not leads:
         return {"offered": 0, "allocated": 0, "pooled": 0, "decisions": []}
     return allocate(conn, ctx, now, load_roster(conn, ctx.policy, now), leads)

@@ -12,6 +12,7 @@ from leadflow.stages.context import StageContext
 from leadflow.stages.marks import get_mark, set_mark
 from leadflow.stages.reassign import take_back
 from leadflow.stages.sla import load_records
+from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
 from leadflow.store.models import Assignment, Breach, Customer, Person
 
@@ -25,23 +26,28 @@ def _holdings(conn: Connection) -> list:
     rows = conn.execute(select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.started_at)
                         .join(Customer, Customer.id == Assignment.customer_id)
                         .where(Assignment.ended_at.is_(None), Assignment.kind != "manager",
-                               Customer.status == "assigned")).all()
+                               Customer.status == "assigned", Customer.id.not_in(held_customers("sla_check")))).all()
     return [rules.Holding(*r) for r in rows]
 
 
 def next_audit(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
+    """The next 1st-of-month audit instant after the mark, acted on once the evidence grace has passed (R-SLA-7)."""
     mark = get_mark(conn, STAGE)
     if mark is None:
         return None
-    times = month_starts_between(mark, horizon, ctx.policy)
-    return times[0] if times else None
+    times = month_starts_between(mark, rules.without_grace(horizon, ctx.policy), ctx.policy)
+    return rules.with_grace(times[0], ctx.policy) if times else None
 
 
 def run_audit(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
-    """Every 1st-of-month instant in (mark, as_of]: list the untouched leads, once each (R-SLA-6)."""
-    mark = get_mark(conn, STAGE) or as_of
+    """Every 1st-of-month instant in (mark, as_of - evidence grace]: list the untouched leads, once each (R-SLA-6);
+    the mark is the last audit instant judged. R-SLA-7: the policy's switch `off` lists nothing."""
+    upto = rules.without_grace(as_of, ctx.policy)
+    mark = get_mark(conn, STAGE) or upto
     listed = []
-    for audit_at in month_starts_between(mark, as_of, ctx.policy):
+    for audit_at in month_starts_between(mark, upto, ctx.policy):
+        if rules.enforcement("R-SLA-5", ctx.policy) == rules.OFF:
+            continue
         holdings = _holdings(conn)
         records = load_records(conn, sorted({h.customer_id for h in holdings}))
         for item in rules.audit_listings(holdings, records, audit_at, ctx.policy):
@@ -55,7 +61,7 @@ def run_audit(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
         ledger.append(conn, [ledger.entry(audit_at, "R-SLA-5", "audit_listing", "no effective follow-up in 30 days",
                                           customer_id=i.customer_id, person_id=i.person_id)
                              for i in listed if i.at == audit_at], ctx.policy.version, ctx.flow_run_id)
-    set_mark(conn, STAGE, as_of)
+    set_mark(conn, STAGE, upto)
     return {"as_of": as_of.isoformat(), "listed": len(listed), "listing": listing_report(conn, listed)}
 
 
@@ -78,13 +84,15 @@ def _open_listings(conn: Connection) -> list:
                         .join(Assignment, Assignment.id == Breach.assignment_id)
                         .join(Customer, Customer.id == Breach.customer_id)
                         .where(Breach.rule_id == "R-SLA-5", Breach.resolved_at.is_(None),
-                               Assignment.ended_at.is_(None), Customer.status == "assigned")).all()
+                               Assignment.ended_at.is_(None), Customer.status == "assigned",
+                               Customer.id.not_in(held_customers("sla_check")))).all()  # R-VAL-2
     return [rules.Listing(*r) for r in rows]
 
 
 def next_grace(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
-    grace = dt.timedelta(days=ctx.policy.sla.audit_grace_days)
-    return min((item.at + grace + TICK for item in _open_listings(conn)), default=None)
+    """Just past the earliest open listing's 7-day deadline plus the evidence grace (R-SLA-5, R-SLA-7)."""
+    return min((rules.breach_due(rules.audit_deadline(item, ctx.policy), ctx.policy) for item in _open_listings(conn)),
+               default=None)
 
 
 def run_grace(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
@@ -92,8 +100,10 @@ def run_grace(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     listings = _open_listings(conn)
     records = load_records(conn, sorted({i.customer_id for i in listings}))
     grace = dt.timedelta(days=ctx.policy.sla.audit_grace_days)
-    due = [i for i in listings if as_of > i.at + grace]
+    due = [i for i in listings if as_of >= rules.breach_due(rules.audit_deadline(i, ctx.policy), ctx.policy)]
     back = {(i.assignment_id) for i in rules.audit_reallocations(due, records, as_of, ctx.policy)}
+    if rules.enforcement("R-SLA-5", ctx.policy) != rules.ENFORCE:  # R-SLA-7 `record`: listed, never taken back
+        back = set()
     t = Breach.__table__
     for item in due:
         conn.execute(t.update().where(t.c.assignment_id == item.assignment_id, t.c.rule_id == "R-SLA-5",

@@ -24,6 +24,8 @@ class StageContext:
     gate: Gate | None = None
     notify: Callable[[list[dict]], None] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # R-ALLOC-5: the clock before this run began; a lead pooled after it (in this run) waits for the next run.
+    run_after: dt.datetime | None = None
 
 
 def get_meta(conn: Connection, key: str) -> str | None:

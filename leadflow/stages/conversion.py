@@ -7,8 +7,10 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from leadflow.rules import conversion as rules
+from leadflow.rules.sla import with_grace
 from leadflow.stages.context import StageContext
 from leadflow.stages.reassign import take_back
+from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
 from leadflow.store.models import Activity, Assignment, Bar, Customer, Deal
 
@@ -28,7 +30,8 @@ def load_cases(conn: Connection, ctx: StageContext) -> list[tuple]:
                                Assignment.retiered_at)
                         .join(Customer, Customer.id == Assignment.customer_id)
                         .where(Assignment.ended_at.is_(None), Assignment.exempt.is_(False),
-                               Assignment.kind != "manager", Customer.status == "assigned")).all()
+                               Assignment.kind != "manager", Customer.status == "assigned",
+                               Customer.id.not_in(held_customers("conversion_expiry")))).all()  # R-VAL-2
     cases = []
     for r in rows:
         case = rules.ExpiryCase(assignment_id=r[0], customer_id=r[1], person_id=r[2], tier=r[3], clock_start=r[4],
@@ -40,14 +43,17 @@ def load_cases(conn: Connection, ctx: StageContext) -> list[tuple]:
 
 
 def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
+    """The earliest expiry, acted on once the evidence grace has passed (R-SLA-7: a step 4 made before it may
+    still arrive), or the earliest dormant return."""
     cases = load_cases(conn, ctx)
-    return min([e for e, _ in cases] + [t for t in [next_dormant(conn, ctx, horizon)] if t is not None],
-               default=None)
+    return min([with_grace(e, ctx.policy) for e, _ in cases]
+               + [t for t in [next_dormant(conn, ctx, horizon)] if t is not None], default=None)
 
 
 def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
-    """Take back every lead whose period ended by `as_of` with no deal and no step 4 (R-CONV-2)."""
-    due = [(e, c) for e, c in load_cases(conn, ctx) if e <= as_of]
+    """Take back every lead whose period ended by `as_of` with no deal and no step 4 (R-CONV-2), once the
+    evidence grace after the expiry has passed (R-SLA-7); the take-back is dated at the expiry."""
+    due = [(e, c) for e, c in load_cases(conn, ctx) if with_grace(e, ctx.policy) <= as_of]
     exempt, back = [], []
     for expiry, case in due:
         outcome = rules.expiry_decision(case, as_of, ctx.policy)

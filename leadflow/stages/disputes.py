@@ -12,6 +12,7 @@ from leadflow.rules.allocation import week_order
 from leadflow.stages.context import StageContext, rotation_epoch
 from leadflow.stages.deals import previous_owner_share, write_credits
 from leadflow.stages.people import fine
+from leadflow.stages.validation import open_holds
 from leadflow.store import ledger
 from leadflow.store.models import (
     Activity, Assignment, Claim, Deal, Department, Fine, Ledger, Person, Registration,
@@ -60,6 +61,8 @@ def _last_decision(conn: Connection, customer_id: int) -> dict | None:
 
 def rerun(conn: Connection, ctx: StageContext, customer_id: int, at: dt.datetime) -> dict:
     """Decide, and record only when the decision differs from the last one on record."""
+    if holds := open_holds(conn, suite="dispute", customer_id=customer_id):
+        return held(holds)
     facts = gather(conn, customer_id)
     deal = facts["deal"]
     when = deal[1].at if deal else at
@@ -87,19 +90,14 @@ def rerun(conn: Connection, ctx: StageContext, customer_id: int, at: dt.datetime
     return {**record, "recorded": True}
 
 
+def held(holds: list[dict]) -> dict:
+    """R-VAL-2: a record the dispute suite flagged is not judged on; nothing is decided or recorded."""
+    return {"held": True, "recorded": False, "rule": "R-VAL-2", "decision": {}, "refused_claims": [], "holds": holds,
+            "evidence": [f"registration {h['registration_id']} is on hold: {', '.join(h['reasons'])}" for h in holds]}
+
+
 def resolve_customer(conn: Connection, key: str) -> int | None:
     """A customer by id, by a registration's reference (scenario ref or the channel's own id), or by phone."""
-    from leadflow.rules.registration import normalise_phone
-    from leadflow.store.models import Customer, CustomerPhone
+    from leadflow.events.resolve import resolve_customer as resolve
 
-    key = str(key).strip()
-    if key.isdigit() and conn.execute(select(Customer.id).where(Customer.id == int(key))).first():
-        return int(key)
-    found = conn.execute(select(Registration.customer_id).where(
-        (Registration.ref == key) | (Registration.external_ref == key), Registration.customer_id.is_not(None))).scalar()
-    if found is not None:
-        return found
-    phone, kind = normalise_phone(key)
-    if kind in ("mobile", "landline"):
-        return conn.execute(select(CustomerPhone.customer_id).where(CustomerPhone.phone == phone)).scalar()
-    return None
+    return resolve(conn, key)

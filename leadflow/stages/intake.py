@@ -32,7 +32,7 @@ def normalise_row(row: dict, ctx: StageContext, known_people: set[str], batch_id
     by = _text(row.get("registered_by"))
     return {
         "batch_id": batch_id, "row_number": row.get("row_number", 0), "ref": row.get("ref"),
-        "channel": parse_channel(row.get("channel")), "channel_raw": _text(row.get("channel")),
+        "channel": parse_channel(row.get("channel"), ctx.policy), "channel_raw": _text(row.get("channel")),
         "external_ref": _text(row.get("external_ref")), "name": _text(row.get("name")),
         "phone": phone, "phone_masked": mask_phone(phone) if phone else None, "phone_kind": kind,
         "amount_raw": None if row.get("amount") is None else str(row.get("amount")),

@@ -7,9 +7,11 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from leadflow.clock import local, month_starts_between, sales_year
+from leadflow.policy import UNRANKED_TIERS
 from leadflow.rules.tiers import Close, judge_grades, records_cover_previous_year, tier_for
 from leadflow.stages.context import StageContext, get_meta
 from leadflow.stages.marks import get_mark, set_mark
+from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
 from leadflow.store.models import Assignment, Customer, Deal, Person
 
@@ -35,10 +37,11 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
 
 def retier(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> list[dict]:
     rows = conn.execute(select(Customer.id, Customer.tier, Customer.amount_yuan, Customer.target)
-                        .where(Customer.status.in_(("assigned", "pool")))).all()
+                        .where(Customer.status.in_(("assigned", "pool")),
+                               Customer.id.not_in(held_customers("tiering")))).all()  # R-VAL-2
     changes = []
     for cid, old, amount, target in rows:
-        if old in ("unclassified", "non_target"):
+        if old in UNRANKED_TIERS:
             continue  # only a hand-on or a re-application gives these a tier
         new = tier_for(amount, target, ctx.policy.tiers)
         if new != old:

@@ -58,4 +58,5 @@ def load_roster(conn: Connection, policy: Policy, now: dt.datetime) -> Roster:
             paused=dict(paused.get(p["id"], {})), barred=frozenset(barred.get(p["id"], ())),
             open_counts=dict(open_counts.get(p["id"], {})))
     return Roster(departments=departments, people=people, department_suspended=dept_suspended,
-                  capacity=dict(policy.allocation.capacity_per_tier))
+                  capacity=dict(policy.allocation.capacity_per_tier),
+                  manager_tiers=policy.allocation.manager_tiers)

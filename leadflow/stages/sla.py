@@ -1,89 +1,268 @@
-"""The follow-up SLA check (R-SLA-1..4, R-SLA-6) with its penalties (R-SUSP-3, R-SUSP-5)."""
+"""The follow-up SLA check (R-SLA-1..4, R-SLA-6) with its penalties (R-SUSP-3, R-SUSP-5), and late evidence
+(R-SLA-7): breaches wait for the evidence grace, the policy switches each rule, and a record that arrives late
+but dated in time revokes the breach it disproves."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from leadflow.clock import local
+from leadflow.clock import add_months, iso, local
 from leadflow.rules import sla as rules
+from leadflow.rules.tiers import eligible_tiers
 from leadflow.stages.context import StageContext
 from leadflow.stages.marks import get_mark, set_mark
-from leadflow.stages.people import fine, pause_person
+from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
-from leadflow.store.models import Activity, Assignment, Breach
+from leadflow.store.bulk import insert_rows
+from leadflow.store.models import Activity, Assignment, Breach, Fine, Pause, Person
 
 STAGE = "sla_check"
-WINDOW = dt.timedelta(days=21)  # obligations fall due within days of the hand-over; holidays included
-TICK = dt.timedelta(microseconds=1)
+CHECKED = tuple(rules.KIND_FOR_RULE)  # R-SLA-1..4; R-SLA-5 listings are the monthly audit's
+LATE_ENTRY = ("R-SLA-2", "R-SLA-3")  # R-SUSP-3 counts these per person, kind and calendar month
+CHUNK = 5000
 
 
-def load_obligations(conn: Connection, as_of: dt.datetime) -> list:
-    """Bound assignments that started recently enough to still have an obligation falling due."""
+def _chunks(ids) -> list[list]:
+    ids = sorted(set(ids))
+    return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
+
+
+def breach_key(b: rules.SlaBreach) -> str:
+    """R-SLA-6: one breach per assignment and rule; fines and pauses carry it as their `source_key`."""
+    return f"{b.assignment_id}:{b.rule_id}"
+
+
+# --- reads ---------------------------------------------------------------------------------------------
+def load_obligations(conn: Connection) -> list[rules.Obligation]:
+    """R-SLA-6: bound assignments with an obligation not yet met, lapsed or breached, however old (indexed)."""
     rows = conn.execute(select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.tier,
                                Assignment.started_at, Assignment.ended_at, Assignment.bound)
-                        .where(Assignment.bound.is_(True), Assignment.started_at > as_of - WINDOW)).all()
+                        .where(Assignment.sla_settled == False, Assignment.bound.is_(True),  # noqa: E712 (indexable)
+                               Assignment.customer_id.not_in(held_customers("sla_check")))).all()  # R-VAL-2
     return [rules.Obligation(*r) for r in rows]
 
 
-def load_records(conn: Connection, customer_ids: list[int]) -> list:
-    out = []
-    for i in range(0, len(customer_ids), 5000):
-        chunk = customer_ids[i:i + 5000]
-        out += [rules.Record(*r) for r in conn.execute(
-            select(Activity.customer_id, Activity.person_id, Activity.kind, Activity.at)
-            .where(Activity.customer_id.in_(chunk)))]
-    return out
+def load_records(conn: Connection, customer_ids: list[int]) -> list[rules.Record]:
+    """Every record of these customers, with when it was done and when it arrived (R-SLA-7)."""
+    return [rules.Record(*r) for chunk in _chunks(customer_ids) for r in conn.execute(
+        select(Activity.customer_id, Activity.person_id, Activity.kind, Activity.at, Activity.recorded_at)
+        .where(Activity.customer_id.in_(chunk)))]
 
 
+def load_breached(conn: Connection, assignment_ids: list[int]) -> set[tuple[int, str]]:
+    """(assignment, rule) of the R-SLA-1..4 breaches already recorded, revoked ones included (R-SLA-6)."""
+    return {(a, r) for chunk in _chunks(assignment_ids) for a, r in conn.execute(
+        select(Breach.assignment_id, Breach.rule_id).where(Breach.assignment_id.in_(chunk),
+                                                           Breach.rule_id.in_(CHECKED)))}
+
+
+# --- the check -----------------------------------------------------------------------------------------
 def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
-    """When the check next has something to record: just after the earliest unmet deadline."""
+    """When the check next has something to record: the earliest breach falling due past the evidence grace;
+    one overdue already (a cleared hold, an assignment written with an earlier start) is due at once."""
     mark = get_mark(conn, STAGE)
     if mark is None:
         return None
-    obligations = load_obligations(conn, horizon)
-    records = load_records(conn, sorted({o.customer_id for o in obligations}))
-    deadline = rules.next_deadline(obligations, records, mark - TICK, ctx.policy)
-    return None if deadline is None else deadline + TICK
+    obligations = load_obligations(conn)
+    due = rules.next_due(obligations, load_records(conn, [o.customer_id for o in obligations]),
+                         load_breached(conn, [o.assignment_id for o in obligations]), ctx.policy)
+    return None if due is None else max(due, mark)
 
 
 def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
-    """Record every breach whose deadline passed before `as_of`, once (R-SLA-6), and its penalty."""
-    obligations = load_obligations(conn, as_of)
-    records = load_records(conn, sorted({o.customer_id for o in obligations}))
-    found = rules.breaches(obligations, records, as_of, ctx.policy)
-    keys = {f"{b.assignment_id}:{b.rule_id}": b for b in found}
-    have = set(conn.execute(select(Breach.key).where(Breach.key.in_(list(keys))))) if keys else set()
-    have = {k for (k,) in have}
-    new = sorted((b for k, b in keys.items() if k not in have), key=lambda b: (b.at, b.assignment_id, b.rule_id))
-    penalties = Counter()
-    for b in new:
-        key = f"{b.assignment_id}:{b.rule_id}"
-        conn.execute(Breach.__table__.insert().values(key=key, customer_id=b.customer_id, person_id=b.person_id,
-                                                      assignment_id=b.assignment_id, rule_id=b.rule_id, at=b.at))
-        ledger.append(conn, [ledger.entry(b.at, b.rule_id, "breach", f"{b.rule_id} deadline missed",
-                                          customer_id=b.customer_id, person_id=b.person_id)],
-                      ctx.policy.version, ctx.flow_run_id)
-        p = rules.penalties(b.rule_id, _ordinal_in_month(conn, ctx, b), ctx.policy)
-        if p.fine_yuan:
-            rule = "R-SUSP-3"
-            fine(conn, ctx, b.person_id, p.fine_yuan, b.at, rule, f"late entry ({b.rule_id})", source_key=key)
-            penalties["fines"] += 1
-        if p.pause_rounds:
-            rule = "R-SUSP-5" if b.rule_id == "R-SLA-1" else "R-SUSP-3"
-            pause_person(conn, ctx, b.person_id, b.at, p.pause_rounds, rule, f"penalty for {b.rule_id}")
-            penalties["pauses"] += 1
+    """Record every breach due by `as_of` once, however long the check did not run (R-SLA-6), with the penalty
+    its rule's switch allows (R-SLA-7); settle the assignments with nothing left open."""
+    since = get_mark(conn, STAGE)
+    obligations = load_obligations(conn)
+    judged = rules.judge(obligations, load_records(conn, [o.customer_id for o in obligations]),
+                         load_breached(conn, [o.assignment_id for o in obligations]), since, as_of, ctx.policy)
+    written = _write_breaches(conn, ctx, judged.breaches)
+    for chunk in _chunks(judged.settled):
+        conn.execute(update(Assignment).where(Assignment.id.in_(chunk)).values(sla_settled=True))
     set_mark(conn, STAGE, as_of)
-    return {"as_of": as_of.isoformat(), "breaches": len(new), **penalties,
+    n, looked = len(judged.breaches), judged.looked_at
+    return {"as_of": as_of.isoformat(), "breaches": n, **written, "looked_at": looked,
+            "mass_breach": rules.mass_breach(n, looked, ctx.policy),
+            "warning": rules.mass_breach_warning(n, looked, ctx.policy),
             "rows": [{"customer_id": b.customer_id, "person_id": b.person_id, "rule_id": b.rule_id,
-                      "at": b.at.isoformat()} for b in new]}
+                      "at": b.at.isoformat()} for b in judged.breaches]}
 
 
-def _ordinal_in_month(conn: Connection, ctx: StageContext, b) -> int:
-    """R-SUSP-3: late entries of a kind are counted per calendar month of the deadline."""
-    start = local(b.at, ctx.policy).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return conn.execute(select(func.count()).select_from(Breach).where(
-        Breach.person_id == b.person_id, Breach.rule_id == b.rule_id, Breach.at >= start,
-        Breach.at <= b.at)).scalar()
+def _write_breaches(conn: Connection, ctx: StageContext, found: list[rules.SlaBreach]) -> dict:
+    """The breaches, their fines and pauses (R-SUSP-3, R-SUSP-5) and ledger entries: one insert per table."""
+    policy = ctx.policy
+    mode = {b: rules.enforcement(b.rule_id, policy) for b in found}
+    enforced = [b for b in found if mode[b] == rules.ENFORCE]
+    ordinals = _ordinals(conn, ctx, [b for b in enforced if b.rule_id in LATE_ENTRY])
+    grades = _grades(conn, {b.person_id for b in enforced})
+    breaches, fines, pauses, entries = [], [], [], []
+    for b in found:
+        key = breach_key(b)
+        breaches.append({"key": key, "customer_id": b.customer_id, "person_id": b.person_id,
+                         "assignment_id": b.assignment_id, "rule_id": b.rule_id, "at": b.at})
+        note = "" if mode[b] == rules.ENFORCE else " (recorded only: the policy's switch allows no penalty)"
+        entries.append(ledger.entry(b.at, b.rule_id, "breach", f"{b.rule_id} deadline missed{note}",
+                                    customer_id=b.customer_id, person_id=b.person_id,
+                                    explanation={"enforcement": mode[b]}))
+        if mode[b] != rules.ENFORCE:
+            continue
+        p = rules.penalties(b.rule_id, ordinals.get(b, 0), policy)
+        if p.fine_yuan:
+            reason = f"late entry ({b.rule_id})"
+            fines.append({"person_id": b.person_id, "amount_yuan": p.fine_yuan, "at": b.at, "rule_id": "R-SUSP-3",
+                          "reason": reason, "source_key": key})
+            entries.append(ledger.entry(b.at, "R-SUSP-3", "fine", f"{reason}: {p.fine_yuan:g} yuan",
+                                        person_id=b.person_id))
+        if p.pause_rounds:
+            # 'pause one round' = one round of every tier the person is eligible for (glossary)
+            rule, reason, tiers = ("R-SUSP-5" if b.rule_id == "R-SLA-1" else "R-SUSP-3", f"penalty for {b.rule_id}",
+                                   eligible_tiers(grades.get(b.person_id)))
+            pauses += [{"person_id": b.person_id, "tier": t, "rounds": p.pause_rounds, "at": b.at, "rule_id": rule,
+                        "reason": reason, "source_key": key} for t in tiers]
+            entries.append(ledger.entry(b.at, rule, "pause", reason, person_id=b.person_id,
+                                        explanation={"rounds": p.pause_rounds, "tiers": list(tiers)}))
+    insert_rows(conn, Breach.__table__, breaches)
+    insert_rows(conn, Fine.__table__, fines)
+    insert_rows(conn, Pause.__table__, pauses)
+    ledger.append(conn, entries, policy.version, ctx.flow_run_id)
+    return {"fines": len(fines), "pauses": len({r["source_key"] for r in pauses}),
+            "recorded_only": len(found) - len(enforced)}
+
+
+def _month(t: dt.datetime, ctx: StageContext) -> tuple[dt.datetime, dt.datetime]:
+    """The business-time calendar month of `t`, as [start, end)."""
+    start = local(t, ctx.policy).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return start, add_months(start, 1)
+
+
+def _ordinals(conn: Connection, ctx: StageContext, new: list[rules.SlaBreach]) -> dict[rules.SlaBreach, int]:
+    """R-SUSP-3: late entries of a kind are counted per calendar month of the deadline, revoked ones left out."""
+    if not new:
+        return {}
+    rows = conn.execute(select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.rule_id, Breach.at)
+                        .where(Breach.person_id.in_(sorted({b.person_id for b in new})),
+                               Breach.rule_id.in_(LATE_ENTRY), Breach.revoked_at.is_(None),
+                               Breach.at >= min(_month(b.at, ctx)[0] for b in new),
+                               Breach.at <= max(b.at for b in new)))
+    return rules.new_ordinals(new, [rules.SlaBreach(*r) for r in rows], ctx.policy)
+
+
+def _grades(conn: Connection, people: set[str]) -> dict[str, str | None]:
+    return dict(conn.execute(select(Person.id, Person.grade).where(Person.id.in_(sorted(people)))).all()) if people else {}
+
+
+# --- R-SLA-7: late evidence revokes the breaches it disproves ------------------------------------------
+def revoke_disproved(conn: Connection, ctx: StageContext, customer_ids: list[int], as_of: dt.datetime) -> dict:
+    """R-SLA-7: after records of these customers were written, revoke each recorded R-SLA-1..4 breach a record
+    now disproves, once (R-SLA-6): the breach is kept and marked revoked, its fine cancelled, the unused rounds
+    of its pause withdrawn (a used round stays used), and one ledger entry says so. Audit listings stand."""
+    recorded = _unrevoked(conn, customer_ids)
+    found = rules.disproofs(recorded, load_records(conn, [b.customer_id for b, _ in recorded])) if recorded else []
+    keys = [breach_key(d.breach) for d in found]
+    pauses = _withdraw_pauses(conn, ctx, [d.breach for d in found], as_of) if found else {}
+    fines = _cancel_fines(conn, keys, as_of)
+    for chunk in _chunks(keys):
+        conn.execute(update(Breach).where(Breach.key.in_(chunk), Breach.revoked_at.is_(None)).values(revoked_at=as_of))
+    p = ctx.policy
+    ledger.append(conn, [ledger.entry(
+        as_of, "R-SLA-7", "breach_revoked",
+        f"{d.breach.rule_id} breach revoked: a {d.record.kind} dated by the deadline arrived late",
+        customer_id=d.breach.customer_id, person_id=d.breach.person_id,
+        explanation={"rule": d.breach.rule_id, "deadline": iso(d.breach.at, p),
+                     "record": {"kind": d.record.kind, "at": iso(d.record.at, p),
+                                "recorded_at": iso(d.record.recorded_at or d.record.at, p)},
+                     "fine_cancelled_yuan": fines.get(k, 0), "pauses_withdrawn": pauses.get(k, [])})
+        for d, k in zip(found, keys)], p.version, ctx.flow_run_id)
+    return {"as_of": as_of.isoformat(), "revoked": len(found), "fines_cancelled": len(fines),
+            "fine_yuan_cancelled": sum(fines.values()),
+            "pause_rounds_removed": sum(n for ws in pauses.values() for w in ws for n in w["removed"].values()),
+            "rows": [{"customer_id": d.breach.customer_id, "person_id": d.breach.person_id,
+                      "rule_id": d.breach.rule_id, "at": d.breach.at.isoformat(),
+                      "record_at": d.record.at.isoformat(),
+                      "recorded_at": (d.record.recorded_at or d.record.at).isoformat()} for d in found]}
+
+
+def _unrevoked(conn: Connection, customer_ids: list[int]) -> list[tuple[rules.SlaBreach, dt.datetime]]:
+    """The customers' recorded, not revoked R-SLA-1..4 breaches, with their assignment's start."""
+    return [(rules.SlaBreach(*r[:5]), r[5]) for chunk in _chunks(customer_ids) for r in conn.execute(
+        select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.rule_id, Breach.at,
+               Assignment.started_at).join(Assignment, Assignment.id == Breach.assignment_id)
+        .where(Breach.customer_id.in_(chunk), Breach.rule_id.in_(CHECKED), Breach.revoked_at.is_(None)))]
+
+
+def _cancel_fines(conn: Connection, keys: list[str], as_of: dt.datetime) -> dict[str, float]:
+    """Cancel the fines these breaches caused; breach key -> yuan cancelled."""
+    out: dict[str, float] = {}
+    for chunk in _chunks(keys):
+        out.update(conn.execute(select(Fine.source_key, Fine.amount_yuan)
+                                .where(Fine.source_key.in_(chunk), Fine.revoked_at.is_(None))).all())
+        conn.execute(update(Fine).where(Fine.source_key.in_(chunk), Fine.revoked_at.is_(None)).values(revoked_at=as_of))
+    return out
+
+
+def _withdraw_pauses(conn: Connection, ctx: StageContext, revoked: list[rules.SlaBreach],
+                     as_of: dt.datetime) -> dict[str, list[dict]]:
+    """Withdraw the pause grants the revoked breaches no longer justify (R-SUSP-5: its own; R-SUSP-3: as many
+    as the month's count of the kind loses), each by a row of minus its unused rounds per tier.
+    Revoked breach key -> [{"grant", "removed": {tier: rounds}, "used": {tier: rounds}}]."""
+    people = sorted({b.person_id for b in revoked})
+    history: dict[tuple[str, str], list[rules.PauseEntry]] = defaultdict(list)
+    grants: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)  # active grant key -> (person, tier) -> rounds
+    withdrawn: set[str] = set()
+    for person, tier, rounds, key in conn.execute(select(Pause.person_id, Pause.tier, Pause.rounds, Pause.source_key)
+                                                  .where(Pause.person_id.in_(people)).order_by(Pause.id)):
+        history[(person, tier)].append(rules.PauseEntry(rounds, key))
+        if key is not None and rounds > 0:
+            grants[key][(person, tier)] = rounds
+        elif key is not None:
+            withdrawn.add(key)
+    plan = _grants_to_withdraw(conn, ctx, revoked, {k for k in grants if k not in withdrawn})
+    rows, out = [], defaultdict(list)
+    for breach, grant in plan:
+        removed, used = {}, {}
+        for (person, tier), rounds in sorted(grants[grant].items()):
+            unused = rules.unused_rounds(history[(person, tier)], grant)
+            history[(person, tier)].append(rules.PauseEntry(-unused, grant))
+            removed[tier], used[tier] = unused, rounds - unused
+            rows.append({"person_id": person, "tier": tier, "rounds": -unused, "at": as_of, "rule_id": "R-SLA-7",
+                         "reason": f"pause withdrawn: {breach.rule_id} breach revoked by a late record",
+                         "source_key": grant})
+        out[breach_key(breach)].append({"grant": grant, "removed": removed, "used": used})
+    insert_rows(conn, Pause.__table__, rows)
+    return dict(out)
+
+
+def _grants_to_withdraw(conn: Connection, ctx: StageContext, revoked: list[rules.SlaBreach],
+                        active: set[str]) -> list[tuple[rules.SlaBreach, str]]:
+    """(revoked breach, grant key) pairs: an R-SLA-1 breach's own grant; for late entries, per person, kind and
+    month, as many grants as the count loses (R-SUSP-3), the revoked breaches' own first, then the latest."""
+    plan = [(b, breach_key(b)) for b in revoked if b.rule_id == "R-SLA-1" and breach_key(b) in active]
+    late = [b for b in revoked if b.rule_id in LATE_ENTRY]
+    if not late:
+        return plan
+    months = {b: _month(b.at, ctx) for b in late}
+    rows = conn.execute(select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.rule_id, Breach.at)
+                        .where(Breach.person_id.in_(sorted({b.person_id for b in late})),
+                               Breach.rule_id.in_(LATE_ENTRY), Breach.revoked_at.is_(None),
+                               Breach.at >= min(s for s, _ in months.values()),
+                               Breach.at < max(e for _, e in months.values())))
+    groups: dict[tuple, list[rules.SlaBreach]] = defaultdict(list)
+    for b in (rules.SlaBreach(*r) for r in rows):
+        groups[(b.person_id, b.rule_id, _month(b.at, ctx)[0])].append(b)
+    by_group: dict[tuple, list[rules.SlaBreach]] = defaultdict(list)
+    for b in late:
+        by_group[(b.person_id, b.rule_id, months[b][0])].append(b)
+    for group, gone in by_group.items():
+        members = groups.get(group, [])
+        lost = rules.late_entry_grants_lost(len(members), len(members) - len(gone), ctx.policy)
+        gone_keys = {breach_key(b) for b in gone}
+        candidates = sorted((b for b in members if breach_key(b) in active),
+                            key=lambda b: (breach_key(b) not in gone_keys, -b.at.timestamp(), -b.assignment_id))
+        chosen = [breach_key(b) for b in candidates[:max(lost, 0)]]
+        others = [b for b in sorted(gone, key=lambda b: b.at) if breach_key(b) not in chosen] or gone
+        own = {breach_key(b): b for b in gone}
+        plan += [(own.get(key) or others[i % len(others)], key) for i, key in enumerate(chosen)]
+    return plan

@@ -130,6 +130,8 @@ class Assignment(Base):
     exempt: Mapped[bool] = mapped_column(Boolean, default=False)  # step 4 reached (R-CONV-2)
     retiered_at: Mapped[dt.datetime | None]  # R-TIER-5: a re-tier that shortens the period ends it here
     bound: Mapped[bool] = mapped_column(Boolean, default=True)  # holds SLA obligations
+    # R-SLA-6: every obligation met, lapsed or breached; the SLA check reads only the unsettled ones, however old
+    sla_settled: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     ended_at: Mapped[dt.datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(32))
     policy_version: Mapped[str] = mapped_column(String(16))
@@ -163,6 +165,8 @@ class Pause(Base):
     at: Mapped[dt.datetime]
     rule_id: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
+    # the breach whose penalty granted it; on a row of rounds <= 0, the breach whose revocation withdrew it (R-SLA-7)
+    source_key: Mapped[str | None] = mapped_column(String(200), index=True)
 
 
 class Leave(Base):
@@ -192,6 +196,7 @@ class Fine(Base):
     rule_id: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     source_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    revoked_at: Mapped[dt.datetime | None]  # cancelled: its breach was disproved by a late record (R-SLA-7)
 
 
 class Bar(Base):
@@ -230,7 +235,9 @@ class Activity(Base):
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
     kind: Mapped[str] = mapped_column(String(20))
     step: Mapped[int | None]
-    at: Mapped[dt.datetime]
+    at: Mapped[dt.datetime]  # when it was done: deadlines are judged by it (R-SLA-7)
+    recorded_at: Mapped[dt.datetime | None]  # when it reached LeadFlow (R-SLA-7)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
 
 
 class Breach(Base):
@@ -245,6 +252,7 @@ class Breach(Base):
     rule_id: Mapped[str] = mapped_column(String(16))
     at: Mapped[dt.datetime]
     resolved_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]  # disproved by a late record (R-SLA-7); kept, never deleted
 
 
 class Deal(Base):
@@ -353,3 +361,71 @@ class ScheduleMark(Base):
     __tablename__ = "schedule_marks"
     stage: Mapped[str] = mapped_column(String(64), primary_key=True)
     ran_to: Mapped[dt.datetime]
+
+
+class EventBatch(Base):
+    """One delivery of lifecycle events (a file, a call, a deployment run); a re-delivered file is one batch."""
+
+    __tablename__ = "event_batches"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)  # file name (phones masked), `api`, `cli`, `replay`
+    digest: Mapped[str | None] = mapped_column(String(64))
+    operator: Mapped[str | None] = mapped_column(String(64))
+    rows_in: Mapped[int] = mapped_column(default=0)
+    applied: Mapped[int] = mapped_column(default=0)
+    duplicate: Mapped[int] = mapped_column(default=0)
+    waiting: Mapped[int] = mapped_column(default=0)
+    refused: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class Event(Base):
+    """A lifecycle event (contact, deal, leave, ...), stored once, append-only; only its status moves on.
+
+    `dedupe_key` makes a row idempotent: the source's own event id where it has one, else
+    (type, customer or person, by, at) — see `leadflow.events.normalise.dedupe_key`.
+    """
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("event_batches.id"), index=True)
+    row_number: Mapped[int] = mapped_column(default=0)
+    source_event_id: Mapped[str | None] = mapped_column(String(200))
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    type: Mapped[str | None] = mapped_column(String(20))
+    at: Mapped[dt.datetime | None]
+    recorded_at: Mapped[dt.datetime]
+    customer_key: Mapped[str | None] = mapped_column(String(200))  # as written; a phone is kept masked here
+    phone: Mapped[str | None] = mapped_column(String(32))  # normalised phone naming the customer or linked
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    other_customer_key: Mapped[str | None] = mapped_column(String(200))  # exchange: with_customer
+    other_customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    by: Mapped[str | None] = mapped_column(String(64))
+    person: Mapped[str | None] = mapped_column(String(64))  # person / to
+    department: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[dict | None]  # step, amount, kind, reason, relation, share, knowingly (never a phone)
+    operator: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # EventStatus: applied | waiting | refused
+    reason: Mapped[str | None] = mapped_column(String(64))
+    wait_until: Mapped[dt.datetime | None]
+    applied_at: Mapped[dt.datetime | None]
+    __table_args__ = (Index("ix_events_status", "status"),)
+
+
+class ValidationHold(Base):
+    """A registration a later stage's suite flagged (R-VAL-2): its customer stays out of that stage until a
+    later validation run passes the record again (`cleared_at`); at most one open hold per record and suite."""
+
+    __tablename__ = "validation_holds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    registration_id: Mapped[int] = mapped_column(ForeignKey("registrations.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    suite: Mapped[str] = mapped_column(String(32))  # the expectation suite (= the stage it guards)
+    reasons: Mapped[list]  # the reason codes of the failed expectations
+    flagged_at: Mapped[dt.datetime]
+    cleared_at: Mapped[dt.datetime | None]
+    __table_args__ = (
+        Index("uq_validation_holds_open", "registration_id", "suite", unique=True,
+              sqlite_where=text("cleared_at IS NULL"), postgresql_where=text("cleared_at IS NULL")),
+    )

@@ -9,6 +9,8 @@ def match(expected, actual, path="expect") -> list[str]:
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return [f"{path}: expected a mapping, got {json.dumps(actual, ensure_ascii=False)}"]
+        if not expected and actual:  # `{}` means "nothing here", not "anything" (as check_scenario.py)
+            return [f"{path}: expected an empty mapping, got {json.dumps(actual, ensure_ascii=False)[:400]}"]
         problems = []
         for key, want in expected.items():
             if key not in actual:

@@ -2,6 +2,7 @@
 through the stage code on SQLite and on PostgreSQL, and compared with its `expect:`."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,17 @@ SHARED = HERE.parents[2] / "shared" / "scenarios"
 SCENARIOS = sorted(HERE.glob("*.yaml")) + sorted(SHARED.glob("*.yaml"))
 
 
+_REPLAYED: dict[tuple[Path, str], dict] = {}
+
+
 def replay(path: Path, database: str) -> dict:
+    """`leadflow simulate` of the scenario; each (scenario, database) is replayed once per session and
+    shared with the parity test (tests/scenarios/test_parity.py), which compares production with it."""
     url = require_postgres() if database == "postgresql" else None
-    return simulate(load_scenario(path), None, url, gate_factory=lambda u, schema, policy: make_gate(u, schema, policy))
+    if (path, database) not in _REPLAYED:
+        _REPLAYED[path, database] = simulate(load_scenario(path), None, url,
+                                             gate_factory=lambda u, schema, policy: make_gate(u, schema, policy))
+    return copy.deepcopy(_REPLAYED[path, database])
 
 
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

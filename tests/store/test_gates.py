@@ -12,12 +12,14 @@ from sqlalchemy import select, text
 from expectations import STAGES, stage_module
 from expectations import gate as gate_module
 from expectations.gate import GateError, GateResult, gate_for, run_gate
+from leadflow.policy import load_policy
 from leadflow.store.models import Customer, Registration
 
 PHONE = "13800138000"
 RAW_PHONE = "+86 138-0013-8000"
 MASKED = "138****8000"
 NOW = dt.datetime(2026, 11, 23, 9, 30, tzinfo=dt.timezone.utc)
+POLICY = load_policy()
 
 
 def reg(batch_id: str = "b1", row_number: int = 1, **over) -> dict:
@@ -64,13 +66,13 @@ def test_r_val_1_every_stage_has_a_suite_whose_expectations_carry_reason_codes()
 
     for stage in STAGES:
         module = stage_module(stage)
-        suite = module.suite()
+        suite = module.suite(POLICY)
         assert isinstance(suite, gx.ExpectationSuite)
         assert suite.expectations, stage
         for exp in suite.expectations:
             assert exp.meta and exp.meta.get("reason"), (stage, exp)
         assert set(module.REQUIRED) >= {c for c in module.SELECT if c in module.REQUIRED}
-    reasons = {e.meta["reason"] for e in stage_module("intake").suite().expectations}
+    reasons = {e.meta["reason"] for e in stage_module("intake").suite(POLICY).expectations}
     assert reasons == {"missing_field", "phone_format", "amount", "channel", "unknown_person"}
 
 
@@ -269,8 +271,8 @@ def test_r_val_3_missing_column_is_a_batch_error(store_engine, target):
 
 
 def test_r_val_3_missing_table_is_a_batch_error(store_engine, target):
-    with store_engine.begin() as conn:
-        conn.execute(text("DROP TABLE registrations"))
+    with store_engine.begin() as conn:  # validation_holds refers to it: PostgreSQL drops that key too
+        conn.execute(text("DROP TABLE registrations" + (" CASCADE" if conn.dialect.name == "postgresql" else "")))
     result = gate(target, batch_id="b1")
     assert result.batch_error and "registrations table does not exist" in result.batch_error
 
@@ -336,6 +338,19 @@ def test_r_val_1_gate_for_binds_the_database_and_reuses_one_context(store_engine
                    for name in t.datasource.get_asset_names())  # per-run assets are removed
 
 
+def test_r_reg_1_a_gate_under_a_policy_with_another_channel_has_its_own_suites(store_engine, target):
+    """The suites' channel ids are the policy's: a channel a company adds passes its gate, not the default's."""
+    ids = insert(store_engine, [reg(row_number=1), reg(row_number=2, channel="douyin", channel_raw="douyin")])
+    url, schema = target
+    douyin = load_policy(overrides={"registration": {"company_channels": [
+        *POLICY.registration.company_channels, "douyin"]}})
+    assert gate_for(url, schema=schema, policy=POLICY)("intake", batch_id="b1").quarantined == {ids[1]: ["channel"]}
+    assert gate_for(url, schema=schema, policy=douyin)("intake", batch_id="b1").passed == ids
+    assert len(gate_module._TARGETS) == 2  # one context per suite values, both kept
+    gate_module.release(url, schema)  # a database's gates go together, whatever their policy
+    assert not gate_module._TARGETS
+
+
 def test_r_val_1_gate_prints_no_progress_bars(store_engine, target, capfd):
     insert(store_engine, [reg(row_number=i) for i in range(1, 4)])
     gate(target, batch_id="b1")
@@ -352,7 +367,7 @@ def test_r_val_2_gate_reads_the_database_not_a_copy(store_engine, target):
         conn.execute(Registration.__table__.update().values(phone_kind="invalid"))
     assert gate(target, batch_id="b1").quarantined == {rid: ["phone_format"]}
     url, schema = target
-    t = next(t for (u, s, _), t in gate_module._TARGETS.items() if (u, s) == (url, schema))
+    t = next(t for (u, s, *_), t in gate_module._TARGETS.items() if (u, s) == (url, schema))
     assert type(t.datasource).__name__ in ("SqliteDatasource", "PostgresDatasource")
     with store_engine.connect() as conn:
         assert conn.execute(select(Registration.status)).scalar() == "staged"  # the gate writes nothing

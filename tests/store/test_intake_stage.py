@@ -179,3 +179,26 @@ def test_r_val_2_quarantined_rows_claim_no_key_and_their_correction_is_accepted(
     summary = run_intake(ctx, "b1-fix", "test", corrected, NOW + dt.timedelta(hours=1))
     assert (summary["rows_in"], summary["accepted"], summary["attached"], summary["quarantined"]) == (3, 3, 0, 0)
     assert count(ctx, Customer) == 25
+
+
+# --------------------------------------------------------------------------------------- R-REG-1
+
+
+def test_r_reg_1_a_channel_the_company_adds_to_its_policy_is_accepted(ctx, store_target):
+    """`registration.company_channels` is the list of channels: one added there (douyin) is accepted; the
+    default policy, which does not list it, quarantines the same row with reason `channel`."""
+    url, schema = store_target
+    douyin = load_policy(overrides={"registration": {"company_channels": [
+        *ctx.policy.registration.company_channels, "douyin"]}})
+    company = StageContext(engine=ctx.engine, policy=douyin, flow_run_id="test-intake",
+                           gate=make_gate(url, schema, douyin))
+    rows = [dict(row(0), channel="douyin"), dict(row(1), channel="热线")]
+    summary = run_intake(company, "b-douyin", "test", rows, NOW)
+    assert (summary["accepted"], summary["quarantined"]) == (2, 0)
+    with ctx.engine.connect() as conn:
+        channels = dict(conn.execute(select(Registration.ref, Registration.channel)
+                                     .where(Registration.batch_id == "b-douyin")).all())
+    assert channels == {"r0": "douyin", "r1": "hotline"}
+    summary = run_intake(ctx, "b-default", "test", [dict(row(2, ref_prefix="d"), channel="douyin")], NOW)
+    assert summary["quarantined"] == 1
+    assert registrations(ctx, "b-default")["d2"]["reasons"] == ["channel"]

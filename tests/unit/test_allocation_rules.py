@@ -1,6 +1,7 @@
 """R-ALLOC and R-TIER rules, tested directly: no database, no Prefect."""
 import datetime as dt
 
+from leadflow.policy import load_policy
 from leadflow.rules.allocation import Candidate, Debt, Roster, next_owner, week_order
 from leadflow.rules.tiers import eligible_tiers, grades_for_tier, tier_for
 
@@ -9,6 +10,7 @@ SOON = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)
 
 
 def roster(*people, depts=("d1", "d2", "d3"), **kw):
+    kw.setdefault("manager_tiers", load_policy().allocation.manager_tiers)
     return Roster(departments=tuple(depts), people={p.id: p for p in people}, **kw)
 
 
@@ -121,6 +123,15 @@ def test_r_alloc_3_unclassified_leads_go_to_the_department_manager_in_turn():
     second = next_owner("unclassified", r, first.pointer_updates, week=0)
     assert (first.person, second.person) == ("m1", "m2")
     assert next_owner("non_target", r, first.pointer_updates, week=0).person == "m1"  # its own rotation
+
+
+def test_r_alloc_3_the_tiers_that_go_to_managers_are_the_policys_manager_tiers():
+    tiers = load_policy(overrides={"allocation": {"manager_tiers": ["unclassified", "non_target", "below_d"]}})
+    m1 = Candidate(id="m1", department="d1", role="manager", grade=None, rank=None)
+    r = roster(m1, sales("s1", "d1", None), depts=("d1",), manager_tiers=tiers.allocation.manager_tiers)
+    d = next_owner("below_d", r, {}, week=0)
+    assert (d.person, d.rule) == ("m1", "R-ALLOC-3")
+    assert next_owner("below_d", roster(m1, sales("s1", "d1", None), depts=("d1",)), {}, week=0).person == "s1"
 
 
 def test_r_alloc_6_replacement_is_served_before_the_rotation_and_moves_no_pointer():

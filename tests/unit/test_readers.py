@@ -11,12 +11,14 @@ import leadflow
 from leadflow.intake.readers import (
     COLUMNS, REQUIRED, IntakeFileError, canonical_column, iter_registration_batches, read_registration_file,
 )
+from leadflow.policy import load_policy
 from leadflow.rules.registration import normalise_phone, parse_amount, parse_channel, parse_registered_at
 
 KEYS = {"channel", "name", "phone", "amount", "inquiry", "registered_at", "registered_by", "target", "region",
         "external_ref", "row_number", "raw"}
 SAMPLES = Path(leadflow.__file__).parent / "samples"
 PHONE_DIGITS = re.compile(r"\d{7,}")
+POLICY = load_policy()
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -109,7 +111,7 @@ def test_r_reg_1_utf8_bom_csv_with_chinese_headers(tmp_path):
     f.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     (row,) = read_registration_file(f)
     assert row["external_ref"] == "H1"          # the BOM is not part of the first header
-    assert row["channel"] == "离线宝" and parse_channel(row["channel"]) == "hotline"
+    assert row["channel"] == "离线宝" and parse_channel(row["channel"], POLICY) == "hotline"
     assert normalise_phone(row["phone"]) == ("13800138000", "mobile")
     assert parse_amount(row["amount"]) == (800_000, "ok")
     assert list(row["raw"])[0] == "来电编号"
@@ -267,7 +269,7 @@ def test_r_reg_1_xlsx_first_sheet_numbers_and_datetimes(tmp_path):
     assert a["phone"] == "13700137001"            # a number cell: no ".0", no exponent
     assert a["amount"] == "850000"
     assert a["registered_at"] == dt.datetime(2026, 3, 2, 9, 15)  # datetimes kept as datetimes
-    assert parse_registered_at(a["registered_at"]).utcoffset() == dt.timedelta(hours=8)
+    assert parse_registered_at(a["registered_at"], POLICY.timezone).utcoffset() == dt.timedelta(hours=8)
     assert a["target"] == "true"
     assert a["raw"]["phone"] == "13700137001" and a["raw"]["Note"] == "3.5"
     assert a["raw"]["registered_at"] == "2026-03-02 09:15:00"
@@ -440,17 +442,17 @@ def test_r_reg_1_sample_hotline_csv_is_gbk_with_chinese_headers():
     assert len({r["phone"] for r, (p, _) in zip(rows, phones) if p == dup}) == 2  # written differently
     statuses = [parse_amount(r["amount"])[1] for r in rows]
     assert statuses.count("negative") == 1
-    assert all(parse_channel(r["channel"]) == "hotline" for r in rows)
+    assert all(parse_channel(r["channel"], POLICY) == "hotline" for r in rows)
     assert {r["registered_by"] for r in rows} <= {"k1", "s1", "s2"}
-    assert all(parse_registered_at(r["registered_at"]) is not None for r in rows)
+    assert all(parse_registered_at(r["registered_at"], POLICY.timezone) is not None for r in rows)
 
 
 def test_r_reg_1_sample_webchat_xlsx_has_english_headers():
     rows = read_registration_file(SAMPLES / "webchat-2026-03-02.xlsx")
     assert 5 <= len(rows) <= 8
-    assert {parse_channel(r["channel"]) for r in rows} == {"web_chat"}
+    assert {parse_channel(r["channel"], POLICY) for r in rows} == {"web_chat"}
     assert {r["registered_by"] for r in rows} <= {"k1", "s1", "s2"}
-    assert all(parse_registered_at(r["registered_at"]) is not None for r in rows)
+    assert all(parse_registered_at(r["registered_at"], POLICY.timezone) is not None for r in rows)
     assert "external_ref" in rows[0]["raw"]
 
 

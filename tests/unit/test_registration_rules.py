@@ -8,11 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import leadflow.rules
+from leadflow.policy import load_policy
 from leadflow.rules.registration import (
-    mask_phone, mask_phones_in_text, normalise_phone, parse_amount, parse_channel, parse_registered_at,
-    parse_target,
+    known_channels, mask_phone, mask_phones_in_text, normalise_phone, parse_amount, parse_channel,
+    parse_registered_at, parse_target,
 )
 
+POLICY = load_policy()
 SH = ZoneInfo("Asia/Shanghai")
 
 
@@ -275,12 +277,38 @@ def test_r_tier_1_target_unknown_or_unrecognised_is_unclear(raw):
     ("自拓", "self"), ("  Self  ", "self"),
 ])
 def test_r_reg_1_channel_labels_map_to_canonical_ids(raw, channel):
-    assert parse_channel(raw) == channel
+    assert parse_channel(raw, POLICY) == channel
 
 
 @pytest.mark.parametrize("raw", [None, "", "  ", "fax", "抖音", "boss2", 400.5])
 def test_r_reg_1_unknown_channel_is_none(raw):
-    assert parse_channel(raw) is None
+    assert parse_channel(raw, POLICY) is None
+
+
+def test_r_reg_1_the_known_channels_are_the_policys_company_channels_and_self():
+    assert known_channels(POLICY) == (*POLICY.registration.company_channels, "self")
+
+
+def test_r_reg_1_a_channel_the_company_adds_to_its_policy_is_accepted_written_as_itself():
+    policy = load_policy(overrides={"registration": {"company_channels": [
+        *POLICY.registration.company_channels, "douyin"]}})
+    assert parse_channel("douyin", policy) == "douyin"
+    assert parse_channel(" Douyin ", policy) == "douyin"
+    assert parse_channel("热线", policy) == "hotline"  # the labels of the other channels still count
+    assert parse_channel("douyin", POLICY) is None
+
+
+def test_r_reg_1_a_channel_the_policy_does_not_list_is_unknown_even_by_its_label():
+    policy = load_policy(overrides={"registration": {"company_channels": ["boss", "hotline"]}})
+    assert parse_channel("400", policy) == "hotline"
+    assert parse_channel("淘宝", policy) is None and parse_channel("marketplace", policy) is None
+
+
+def test_r_reg_8_the_self_labels_name_the_policys_self_channel():
+    policy = load_policy(overrides={"registration": {"self_channel": "own_find"}})
+    assert parse_channel("自己挖掘", policy) == "own_find"
+    assert parse_channel("own_find", policy) == "own_find"
+    assert parse_channel("self", policy) is None
 
 
 # --- R-REG-1 / INTAKE.md: registration time ---------------------------------------------------
@@ -291,16 +319,16 @@ def test_r_reg_1_unknown_channel_is_none(raw):
     " 2026-03-02  09:00 ",
 ])
 def test_r_reg_1_registered_at_without_offset_is_read_in_shanghai(raw):
-    assert parse_registered_at(raw) == dt.datetime(2026, 3, 2, 9, 0, tzinfo=SH)
-    assert parse_registered_at(raw).utcoffset() == dt.timedelta(hours=8)
+    assert parse_registered_at(raw, POLICY.timezone) == dt.datetime(2026, 3, 2, 9, 0, tzinfo=SH)
+    assert parse_registered_at(raw, POLICY.timezone).utcoffset() == dt.timedelta(hours=8)
 
 
 def test_r_reg_1_registered_at_offset_is_kept():
-    at = parse_registered_at("2026-03-02T01:00:00+00:00")
+    at = parse_registered_at("2026-03-02T01:00:00+00:00", POLICY.timezone)
     assert at.utcoffset() == dt.timedelta(0)
     assert at == dt.datetime(2026, 3, 2, 9, 0, tzinfo=SH)
-    assert parse_registered_at("2026-03-02T01:00:00Z") == at
-    assert parse_registered_at("2026-03-02T09:00:00+08:00") == at
+    assert parse_registered_at("2026-03-02T01:00:00Z", POLICY.timezone) == at
+    assert parse_registered_at("2026-03-02T09:00:00+08:00", POLICY.timezone) == at
 
 
 def test_r_reg_1_registered_at_other_timezone_parameter():
@@ -310,14 +338,15 @@ def test_r_reg_1_registered_at_other_timezone_parameter():
 
 def test_r_reg_1_registered_at_datetime_objects():
     naive = dt.datetime(2026, 3, 2, 9, 0)
-    assert parse_registered_at(naive) == dt.datetime(2026, 3, 2, 9, 0, tzinfo=SH)
+    assert parse_registered_at(naive, POLICY.timezone) == dt.datetime(2026, 3, 2, 9, 0, tzinfo=SH)
     aware = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.timezone.utc)
-    assert parse_registered_at(aware) is aware
+    assert parse_registered_at(aware, POLICY.timezone) is aware
 
 
 def test_r_reg_1_registered_at_seconds_and_fractions():
-    assert parse_registered_at("2026-03-02 09:00:30") == dt.datetime(2026, 3, 2, 9, 0, 30, tzinfo=SH)
-    assert parse_registered_at("2026-03-02T09:00:30.5+08:00").microsecond == 500000
+    at = parse_registered_at("2026-03-02 09:00:30", POLICY.timezone)
+    assert at == dt.datetime(2026, 3, 2, 9, 0, 30, tzinfo=SH)
+    assert parse_registered_at("2026-03-02T09:00:30.5+08:00", POLICY.timezone).microsecond == 500000
 
 
 @pytest.mark.parametrize("raw", [
@@ -325,12 +354,12 @@ def test_r_reg_1_registered_at_seconds_and_fractions():
     "2026-03-02", "20260302", "09:00", 20260302, 46083.375,
 ])
 def test_r_reg_1_registered_at_unparseable_is_none(raw):
-    assert parse_registered_at(raw) is None
+    assert parse_registered_at(raw, POLICY.timezone) is None
 
 
 def test_r_reg_1_registered_at_results_are_always_aware():
     for raw in ("2026-03-02 09:00", "2026-03-02T09:00:00+05:30", dt.datetime(2026, 1, 1)):
-        assert parse_registered_at(raw).tzinfo is not None
+        assert parse_registered_at(raw, POLICY.timezone).tzinfo is not None
 
 
 # --- the rules stay pure -----------------------------------------------------------------------

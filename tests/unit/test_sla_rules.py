@@ -4,8 +4,10 @@ from zoneinfo import ZoneInfo
 
 from leadflow.policy import load_policy
 from leadflow.rules.sla import (
-    Holding, Listing, Obligation, Record, SlaBreach, audit_deadline, audit_listings, audit_reallocations,
-    audit_times, breaches, deadlines, month_ordinals, next_deadline, penalties,
+    Holding, Listing, Obligation, PauseEntry, Record, SlaBreach, audit_deadline, audit_listings, audit_reallocations,
+    audit_times, breach_due, breaches, deadlines, disproofs, enforcement, judge, late_entry_grants_lost, mass_breach,
+    mass_breach_warning, max_lateness, month_ordinals, new_ordinals, next_due, penalties, unused_rounds, with_grace,
+    without_grace,
 )
 
 POLICY = load_policy()
@@ -170,12 +172,188 @@ def test_r_sla_6_breaches_are_the_same_however_often_the_check_runs():
     assert sorted(once, key=lambda b: b.at) == once
 
 
-def test_r_sla_6_next_deadline_is_the_earliest_unmet_one_after_the_clock():
+def test_r_sla_6_next_due_is_just_past_the_earliest_deadline_neither_met_nor_breached():
     records = [rec("contact", T0 + dt.timedelta(minutes=3))]
-    assert next_deadline([ob()], records, T0, POLICY) == T0 + dt.timedelta(hours=24)
-    assert next_deadline([ob()], records, T0 + dt.timedelta(hours=24), POLICY) == dt.datetime(2026, 1, 6, 18, 0, tzinfo=CST)
-    assert next_deadline([ob(bound=False)], [], T0, POLICY) is None
-    assert next_deadline([ob()], [], T0 + dt.timedelta(days=3), POLICY) is None
+    crm, register = T0 + dt.timedelta(hours=24), dt.datetime(2026, 1, 6, 18, 0, tzinfo=CST)
+    assert next_due([ob()], records, set(), POLICY) == crm + US
+    assert next_due([ob()], records, {(1, "R-SLA-2")}, POLICY) == register + US
+    assert next_due([ob(bound=False)], [], set(), POLICY) is None
+    everything = {(1, r) for r in ("R-SLA-1", "R-SLA-2", "R-SLA-3", "R-SLA-4")}
+    assert next_due([ob()], [], everything, POLICY) is None
+
+
+def test_r_sla_6_a_breach_is_found_however_old_its_deadline():
+    long_after = T0 + dt.timedelta(days=400)
+    assert rules_of(breaches([ob()], [], long_after, POLICY)) == ["R-SLA-1", "R-SLA-2", "R-SLA-3", "R-SLA-4"]
+
+
+def test_r_sla_6_judge_records_each_breach_once_and_settles_what_has_nothing_left_open():
+    as_of = T0 + dt.timedelta(hours=1)  # R-SLA-1 is past; R-SLA-2..4 still ahead
+    first = judge([ob()], [], set(), None, as_of, POLICY)
+    assert rules_of(first.breaches) == ["R-SLA-1"] and first.settled == []
+    again = judge([ob()], [], {(1, "R-SLA-1")}, as_of, as_of, POLICY)
+    assert again.breaches == [] and again.settled == []
+    records = [rec(k, T0 + dt.timedelta(minutes=20)) for k in ("crm_entry", "call_register", "abcd_entry")]
+    done = judge([ob()], records, {(1, "R-SLA-1")}, as_of, as_of, POLICY)
+    assert done.breaches == [] and done.settled == [1]  # all met early: nothing left to wait for
+
+
+def test_r_sla_6_an_assignment_that_ended_before_its_deadlines_is_settled_without_breach():
+    ended = ob(ended=T0 + dt.timedelta(minutes=5))
+    found = judge([ended], [], set(), None, T0 + dt.timedelta(minutes=6), POLICY)
+    assert found.breaches == [] and found.settled == [1]
+
+
+# --- R-SLA-7: evidence grace, enforcement switch, mass breach -----------------------------------
+
+GRACE = load_policy(overrides={"sla": {"evidence_grace_minutes": 60}})
+
+
+def switched(**modes):
+    return load_policy(overrides={"sla": {"enforcement": {k.replace("_", "-"): v for k, v in modes.items()}}})
+
+
+def test_r_sla_7_the_evidence_grace_defaults_to_zero_and_delays_the_breach_by_its_minutes():
+    deadline = T0 + dt.timedelta(minutes=10)
+    assert breach_due(deadline, POLICY) == deadline + US
+    assert breach_due(deadline, GRACE) == deadline + dt.timedelta(minutes=60) + US
+    assert with_grace(deadline, GRACE) == deadline + dt.timedelta(hours=1)
+    assert without_grace(with_grace(deadline, GRACE), GRACE) == deadline
+
+
+def test_r_sla_7_no_breach_is_recorded_before_the_deadline_plus_the_grace_has_passed():
+    deadline = T0 + dt.timedelta(minutes=10)
+    records = met_all_but("R-SLA-1")
+    assert breaches([ob()], records, deadline + dt.timedelta(minutes=60), GRACE) == []
+    assert breaches([ob()], records, deadline + dt.timedelta(minutes=60) + US, GRACE) == [
+        SlaBreach(1, 10, "s1", "R-SLA-1", deadline)]  # dated at the deadline, not at the end of the grace
+    assert next_due([ob()], records, set(), GRACE) == deadline + dt.timedelta(minutes=60) + US
+
+
+def test_r_sla_7_a_record_dated_in_time_that_arrives_within_the_grace_prevents_the_breach():
+    deadline = T0 + dt.timedelta(minutes=10)
+    late_arrival = Record(10, "s1", "contact", deadline - dt.timedelta(minutes=2), deadline + dt.timedelta(minutes=30))
+    assert breaches([ob()], met_all_but("R-SLA-1") + [late_arrival], deadline + dt.timedelta(days=1), GRACE) == []
+
+
+def test_r_sla_7_deadlines_are_judged_by_when_the_record_was_made_not_when_it_arrived():
+    deadline = T0 + dt.timedelta(minutes=10)
+    made_late_sent_at_once = Record(10, "s1", "contact", deadline + US, deadline + US)
+    assert rules_of(breaches([ob()], met_all_but("R-SLA-1") + [made_late_sent_at_once], deadline + dt.timedelta(days=1),
+                             POLICY)) == ["R-SLA-1"]
+
+
+def test_r_sla_7_the_enforcement_switch_defaults_to_enforce_for_every_rule():
+    assert [enforcement(f"R-SLA-{i}", POLICY) for i in range(1, 6)] == ["enforce"] * 5
+    assert enforcement("R-SLA-2", switched(R_SLA_2="record")) == "record"
+    assert enforcement("R-SLA-1", switched(R_SLA_2="record")) == "enforce"
+
+
+def test_r_sla_7_a_rule_switched_off_is_not_checked_and_record_still_finds_its_breach():
+    late = T0 + dt.timedelta(days=5)
+    off = switched(R_SLA_1="off", R_SLA_4="off")
+    assert rules_of(breaches([ob()], [], late, off)) == ["R-SLA-2", "R-SLA-3"]
+    assert rules_of(breaches([ob()], [], late, switched(R_SLA_1="record"))) == ["R-SLA-1", "R-SLA-2", "R-SLA-3",
+                                                                                  "R-SLA-4"]
+    assert next_due([ob()], [], set(), switched(R_SLA_1="off")) == T0 + dt.timedelta(hours=24) + US
+    # an assignment whose only open obligations are switched off has nothing left to wait for
+    records = [rec(k, T0) for k in ("contact", "crm_entry")]
+    assert judge([ob()], records, set(), None, T0 + dt.timedelta(hours=1),
+                 switched(R_SLA_3="off", R_SLA_4="off")).settled == [1]
+
+
+def test_r_sla_7_the_switch_rejects_unknown_rules_and_values():
+    import pytest
+
+    from leadflow.policy import PolicyError
+
+    with pytest.raises(PolicyError, match="sla.enforcement"):
+        switched(R_SLA_9="off")
+    with pytest.raises(PolicyError, match="sla.enforcement.R-SLA-1"):
+        switched(R_SLA_1="sometimes")
+
+
+def test_r_sla_7_max_lateness_is_a_policy_key_of_seven_days_by_default():
+    assert max_lateness(POLICY) == dt.timedelta(days=7)
+    assert max_lateness(load_policy(overrides={"sla": {"max_lateness_days": 2}})) == dt.timedelta(days=2)
+
+
+def test_r_sla_7_mass_breach_is_more_than_the_share_of_obligations_looked_at():
+    policy = load_policy(overrides={"sla": {"mass_breach_min_obligations": 4}})
+    assert mass_breach(3, 4, policy) and not mass_breach(2, 4, policy)  # 75 % > 50 %; exactly half is not more
+    assert not mass_breach(3, 3, policy)  # too few looked at to judge a share
+    assert not mass_breach(0, 0, policy)
+    assert mass_breach(11, 20, POLICY) and not mass_breach(10, 20, POLICY)
+    assert mass_breach_warning(10, 20, POLICY) is None
+    warning = mass_breach_warning(15, 20, POLICY)
+    assert "15 of the 20" in warning and warning.count(". ") == 0 and warning.endswith(".")
+
+
+def test_r_sla_7_looked_at_counts_each_obligation_once_when_it_falls_due():
+    obligations = [ob(aid=1), ob(aid=2, customer=11)]
+    records = [rec("contact", T0 + dt.timedelta(minutes=5))]  # customer 10 contacted in time, 11 not
+    first = judge(obligations, records, set(), T0, T0 + dt.timedelta(minutes=11), POLICY)
+    assert (len(first.breaches), first.looked_at) == (1, 2)
+    later = judge(obligations, records, {(2, "R-SLA-1")}, T0 + dt.timedelta(minutes=11),
+                  T0 + dt.timedelta(minutes=30), POLICY)
+    assert (len(later.breaches), later.looked_at) == (0, 0)  # nothing fell due since
+
+
+# --- R-SLA-7: late records revoke breaches ---------------------------------------------------------
+
+def test_r_sla_7_a_record_dated_by_the_deadline_disproves_the_breach_of_its_rule_only():
+    deadline = T0 + dt.timedelta(minutes=10)
+    b1 = SlaBreach(1, 10, "s1", "R-SLA-1", deadline)
+    b2 = SlaBreach(1, 10, "s1", "R-SLA-2", T0 + dt.timedelta(hours=24))
+    contact = Record(10, "s1", "contact", deadline, deadline + dt.timedelta(hours=3))
+    found = disproofs([(b1, T0), (b2, T0)], [contact])
+    assert [(d.breach, d.record) for d in found] == [(b1, contact)]
+
+
+def test_r_sla_7_a_late_record_made_after_the_deadline_or_by_someone_else_disproves_nothing():
+    deadline = T0 + dt.timedelta(minutes=10)
+    b = SlaBreach(1, 10, "s1", "R-SLA-1", deadline)
+    assert disproofs([(b, T0)], [Record(10, "s1", "contact", deadline + US, deadline + dt.timedelta(hours=1))]) == []
+    assert disproofs([(b, T0)], [Record(10, "s2", "contact", deadline, deadline + dt.timedelta(hours=1))]) == []
+    assert disproofs([(b, T0)], [Record(10, "s1", "contact", T0 - US, deadline)]) == []  # before the allocation
+
+
+def test_r_sla_7_audit_listings_are_never_disproved():
+    listing = SlaBreach(1, 10, "s1", "R-SLA-5", T0)
+    assert disproofs([(listing, T0 - dt.timedelta(days=40))], [Record(10, "s1", "contact", T0 - US, T0)]) == []
+
+
+def test_r_susp_3_r_sla_7_revoking_one_of_five_late_entries_loses_the_month_its_pause_grant():
+    assert late_entry_grants_lost(5, 4, POLICY) == 1
+    assert late_entry_grants_lost(6, 5, POLICY) == 0
+    assert late_entry_grants_lost(10, 8, POLICY) == 1
+    assert late_entry_grants_lost(4, 3, POLICY) == 0
+
+
+def test_r_susp_3_revoked_breaches_are_left_out_of_the_monthly_count():
+    def b(day, aid):
+        return SlaBreach(aid, aid, "s1", "R-SLA-2", dt.datetime(2026, 1, day, 18, 0, tzinfo=CST))
+    recorded = [b(d, d) for d in (5, 6, 7)]  # the caller passes the non-revoked ones
+    new = [b(9, 9), b(8, 8)]
+    assert new_ordinals(new, recorded, POLICY) == {b(8, 8): 4, b(9, 9): 5}
+
+
+def test_r_sla_7_an_unused_pause_is_withdrawn_whole():
+    assert unused_rounds([PauseEntry(1, "7:R-SLA-1")], "7:R-SLA-1") == 1
+
+
+def test_r_sla_7_a_used_pause_stays_used():
+    assert unused_rounds([PauseEntry(1, "7:R-SLA-1"), PauseEntry(-1, None)], "7:R-SLA-1") == 0
+
+
+def test_r_sla_7_the_withdrawn_pause_is_the_last_one_counted_as_used():
+    leave = PauseEntry(1, None)  # e.g. R-SUSP-2, no breach behind it
+    grant = PauseEntry(1, "7:R-SLA-1")
+    used = PauseEntry(-1, None)
+    assert unused_rounds([grant, leave, used], "7:R-SLA-1") == 1  # the leave's round was there to use
+    assert unused_rounds([leave, grant, used], "7:R-SLA-1") == 1
+    assert unused_rounds([grant, used, leave], "7:R-SLA-1") == 0  # used when nothing else was paused
+    assert unused_rounds([grant, PauseEntry(0, "7:R-SLA-1")], "7:R-SLA-1") == 0  # withdrawn already
 
 
 # --- penalties (R-SUSP-3, R-SUSP-5) ------------------------------------------------------------

@@ -1,0 +1,89 @@
+"""The one clock in Prefect: every time-driven deployment runs the same global catch-up (R-SLA-6).
+
+Whichever scheduled run comes next does all that is due, in global time order, whatever the interval and
+however long nothing ran; concurrent catch-ups wait for each other (the engine's clock lock). Each due
+instant is a task run of its own, with its artifact, so the UI shows each stage's work when it had some.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable
+
+from prefect import flow
+from prefect.states import Completed, Failed
+
+from leadflow import engine
+from tasks import reporting
+from tasks.context import stage_ctx
+from tasks.engine import stage_runner
+
+
+def now_or(as_of: dt.datetime | None) -> dt.datetime:
+    return as_of or dt.datetime.now(dt.timezone.utc)
+
+
+def run_name(title: str):
+    """`sla check 2026-03-02 09:00+08:00` — what ran and as of when, in business time (never lead data)."""
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        from leadflow.clock import business_time_label
+        from leadflow.settings import configured_policy
+
+        as_of = flow_run.parameters.get("as_of") or dt.datetime.now(dt.timezone.utc)
+        if isinstance(as_of, str):
+            as_of = dt.datetime.fromisoformat(as_of)
+        return f"{title} {business_time_label(as_of, configured_policy())}"
+    return name
+
+
+def engine_run(as_of: dt.datetime, act: Callable[[dt.datetime | None], dict] | None = None,
+               offer_first: bool = True) -> tuple[dict, dict | None]:
+    """One engine run inside a flow: the catch-up as task runs, `act(run_after)`, then the pool offer.
+
+    Returns (the run's outcome, what `act` returned). Raises engine.ClockError when `as_of` is before the clock.
+    """
+    result = None
+    with engine.run(stage_ctx(), as_of, runner=stage_runner, offer_first=offer_first) as (rctx, out):
+        if act is not None:
+            result = act(rctx.run_after)
+    decisions = (out.get("pool_before") or {}).get("decisions", []) + out["pool"].get("decisions", [])
+    if decisions:
+        reporting.publish_allocations("pool", decisions)
+        reporting.notify_owners(decisions)
+    out["holds"] = reporting.publish_holds()
+    return out, result
+
+
+def outcome_state(out: dict, data: dict | None = None):
+    """Completed, or Failed with one sentence when leads are left in the pool (R-ALLOC-5) or a check
+    breached more than the policy's share of what it looked at (R-SLA-7): both need a person."""
+    from leadflow.clock import iso
+
+    summary = {"as_of": iso(out["as_of"], stage_ctx().policy), "stages_run": dict(Counter(r["stage"] for r in out["timed"])),
+               "events": out.get("events"), "allocated": out["pool"].get("allocated", 0),
+               "pooled": out["pool"].get("pooled", 0), **(data or {})}
+    loud = [r["summary"]["warning"] for r in out["timed"] if r["summary"].get("mass_breach")]
+    if out["pool"].get("pooled"):
+        return reporting.pool_warning(out["pool"])
+    if loud:
+        return Failed(message=loud[0], data=summary)
+    return Completed(message=_describe(summary), data=summary)
+
+
+def _describe(summary: dict) -> str:
+    ran = ", ".join(f"{n} × {s.replace('_', ' ')}" for s, n in summary["stages_run"].items()) or "nothing was due"
+    return f"caught up to {summary['as_of']}: {ran}; {summary['allocated']} allocated from the pool"
+
+
+def catch_up(as_of: dt.datetime | None):
+    """The body of every time-driven flow: one engine run with nothing to act on."""
+    out, _ = engine_run(now_or(as_of), offer_first=False)
+    return outcome_state(out)
+
+
+@flow(name="tick", flow_run_name=run_name("tick"))
+def tick_flow(as_of: dt.datetime | None = None):
+    """Bring the store to `as_of` (default now): every due instant of every stage, in time order (R-SLA-6)."""
+    return catch_up(as_of)

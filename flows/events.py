@@ -1,0 +1,96 @@
+"""Lifecycle events into production: an event file (the CRM, the 400 call system, HR, finance), or events
+given as parameters (the `record-events` deployment: integrations, on-demand corrections).
+
+Each delivery is one engine run at `as_of`: the clock catches up, the events are applied in time order
+(judged by their `at`, R-SLA-7), waiting events are retried, and the pool is offered.
+Rows in = applied + duplicate + waiting + refused, with every refused row's reason in the artifact.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from flows.clock import engine_run, now_or, outcome_state
+from leadflow.events.record import batch_id_for, payload_digest
+from leadflow.rules.registration import mask_phones_in_text
+from tasks import engine as steps
+from tasks.reporting import _key
+
+PHONE_REFUSED = ("a phone number cannot be a flow parameter (Prefect stores and shows parameters): name the "
+                 "customer by id or registration reference, or use `leadflow record … --customer PHONE`, "
+                 "which resolves the phone locally.")
+
+
+@task(name="publish event summary")
+def publish_events(source: str, summary: dict) -> None:
+    lines = [f"# Events: {source}", "",
+             f"rows in **{summary['rows_in']}** = applied **{summary['applied']}** + duplicate "
+             f"**{summary['duplicate']}** + waiting **{summary['waiting']}** + refused **{summary['refused']}**",
+             ""]
+    if summary.get("already_recorded"):
+        lines += ["This delivery was recorded before: nothing changed.", ""]
+    if summary["reasons"]:
+        lines += ["| refused because | rows |", "|---|---|"] + [f"| {r} | {n} |" for r, n in summary["reasons"].items()]
+        lines += [""]
+    if summary["problems"]:
+        lines += ["| row | type | status | reason | customer | detail |", "|---|---|---|---|---|---|"]
+        lines += [f"| {p['row']} | {p['type'] or ''} | {p['status']} | {p['reason']} | {p['customer'] or ''} | "
+                  f"{p['detail'] or ''} |" for p in summary["problems"]]
+    create_markdown_artifact(mask_phones_in_text("\n".join(lines)), key=_key(f"events-{source}"),
+                             description=f"what became of each event row of {source}")
+
+
+def _file_run_name() -> str:
+    return mask_phones_in_text(f"events {Path(flow_run.parameters.get('path', 'file')).name}")
+
+
+@flow(name="events-file", flow_run_name=_file_run_name)
+def events_file_flow(path: str, as_of: dt.datetime | None = None, operator: str | None = None):
+    """Record a file of lifecycle events (CSV in UTF-8/BOM/GBK, JSON Lines, .xlsx); the same file twice
+    is one delivery, and a row already delivered in another file is a duplicate."""
+    now = now_or(as_of)
+    name = mask_phones_in_text(Path(path).name)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    batch = batch_id_for(digest.encode(), prefix="events")
+    summary = steps.previous_events(batch)
+    if summary is None:
+        out, summary = engine_run(now, lambda run_after: steps.record_file(batch, name, path, now, run_after,
+                                                                          operator, digest))
+        if isinstance(summary, str):
+            return Failed(message=summary)
+        publish_events(name, summary)
+        return _state(out, summary)
+    publish_events(name, summary)
+    return summary
+
+
+def _state(out: dict, summary: dict):
+    state = outcome_state(out, {k: summary[k] for k in ("rows_in", "applied", "duplicate", "waiting", "refused")})
+    return state if state.is_failed() else summary
+
+
+def _phone_in(events: list[dict]) -> bool:
+    return any(mask_phones_in_text(str(v)) != str(v) for e in events for k, v in e.items()
+               if k not in ("at", "recorded_at") and v is not None)
+
+
+@flow(name="record-events", flow_run_name=lambda: f"record {len(flow_run.parameters.get('events') or [])} events")
+def record_events_flow(events: list[dict], as_of: dt.datetime | None = None, operator: str | None = None):
+    """Record events given as parameters: each a mapping of `type`, `at`, `customer` (id or registration
+    reference — never a phone), `by`, and the type's fields (SCENARIOS.md event types)."""
+    if _phone_in(events):
+        return Failed(message=PHONE_REFUSED)
+    now = now_or(as_of)
+    rows = [{**e, "row_number": i + 1} for i, e in enumerate(events)]
+    digest = payload_digest(rows)
+    batch = batch_id_for(f"{digest}|{now.isoformat()}", prefix="deployment")
+    out, summary = engine_run(now, lambda run_after: steps.record_events(batch, "deployment", rows, now, run_after,
+                                                                        operator, digest))
+    publish_events("record-events", summary)
+    return _state(out, summary)

@@ -1,0 +1,169 @@
+"""One engine: every entry point that acts — register, record, tick, the flows, the inbox, the replay —
+runs the same sequence on the same clock (R-SLA-6, R-ALLOC-5):
+
+1. take the clock lock (concurrent runs wait for each other) and move the clock to `as_of`
+   (never backwards: an earlier `as_of` is refused in one sentence; the same one again changes nothing);
+2. catch up every time-driven stage due up to `as_of`, in global time order (`leadflow.stages.timed`);
+3. act: stage a registration batch, or record events (the held records are re-validated first, R-VAL-2);
+4. apply waiting events whose customer is now known, and anything left pending by a crash;
+5. offer the pool (R-ALLOC-5): leads pooled in this very run wait for the next one.
+
+`leadflow simulate` calls these functions for every scenario event, so a passing scenario proves
+what production does.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from leadflow.clock import local
+from leadflow.events import record as events
+from leadflow.stages import allocation, intake, timed, validation
+from leadflow.stages.context import StageContext, get_meta, set_meta_once
+from leadflow.store.models import Meta
+
+CLOCK_KEY = "clock"
+
+
+class ClockError(ValueError):
+    """An `as_of` before the clock: LeadFlow never goes back in time. One sentence."""
+
+
+@contextmanager
+def clock_lock(ctx: StageContext):
+    """Serialise runs on one store: an advisory lock on PostgreSQL, a lock file beside a SQLite database."""
+    engine = ctx.engine
+    if engine.dialect.name == "postgresql":
+        key = "hashtext('leadflow-clock|' || current_database() || '|' || current_schema())"
+        with engine.connect() as conn:
+            conn.execute(text(f"SELECT pg_advisory_lock({key})"))
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text(f"SELECT pg_advisory_unlock({key})"))
+                conn.commit()
+        return
+    from filelock import FileLock
+
+    database = engine.url.database
+    path = Path(database).with_suffix(".clock.lock") if database and database != ":memory:" else None
+    if path is None:
+        yield
+        return
+    with FileLock(str(path)):
+        yield
+
+
+def clock(conn: Connection) -> dt.datetime | None:
+    """The store's clock: the `as_of` of the latest run, or None before the first."""
+    value = get_meta(conn, CLOCK_KEY)
+    return None if value is None else dt.datetime.fromisoformat(value)
+
+
+def start_clock(conn: Connection, ctx: StageContext, start: dt.datetime) -> None:
+    """The first run on a store: the schedules, the records (R-TIER-4) and the rotation (R-ALLOC-1) begin here."""
+    day = local(start, ctx.policy).date().isoformat()
+    set_meta_once(conn, "records_begin", day)
+    set_meta_once(conn, "rotation_epoch", day)
+    timed.mark_start(conn, start)
+    conn.execute(Meta.__table__.insert().values(key=CLOCK_KEY, value=start.isoformat()))
+
+
+def advance_clock(ctx: StageContext, as_of: dt.datetime) -> dt.datetime | None:
+    """Move the clock to `as_of`; return where it was (None on a new store). Raises ClockError going back."""
+    if as_of.tzinfo is None:
+        raise ClockError(f"the time {as_of.isoformat()} has no UTC offset.")
+    with ctx.engine.begin() as conn:
+        before = clock(conn)
+        if before is None:
+            start_clock(conn, ctx, as_of)
+            return as_of
+        if as_of < before:
+            raise ClockError(f"as of {local(as_of, ctx.policy).isoformat()} is before the store's clock "
+                             f"({local(before, ctx.policy).isoformat()}); LeadFlow never goes back in time.")
+        if as_of > before:
+            t = Meta.__table__
+            conn.execute(t.update().where(t.c.key == CLOCK_KEY).values(value=as_of.isoformat()))
+        return before
+
+
+StageRunner = Callable[[str, dt.datetime, Callable[[], dict]], dict]
+
+
+def offer_pool(ctx: StageContext, as_of: dt.datetime) -> dict:
+    """R-VAL-1 on the waiting leads' records, then R-ALLOC-5: offer the pool, oldest first."""
+    with ctx.engine.connect() as conn:
+        waiting = validation.records_in_play(conn, "pool")
+    validation.check(ctx, "allocation", waiting, as_of)
+    with ctx.engine.begin() as conn:
+        return allocation.allocate_pool(conn, ctx, as_of)
+
+
+def _settle_events(ctx: StageContext, as_of: dt.datetime) -> dict:
+    ready = events.retry_waiting(ctx, as_of)
+    applied = events.apply_pending(ctx, as_of)
+    return {"resolved": ready, "applied": applied}
+
+
+@contextmanager
+def run(ctx: StageContext, as_of: dt.datetime, runner: StageRunner | None = None, offer_first: bool = True):
+    """One run: lock, clock, catch-up, (offer,) then the caller acts, then waiting events and the pool offer."""
+    with clock_lock(ctx):
+        before = advance_clock(ctx, as_of)
+        rctx = replace(ctx, run_after=before)
+        out: dict = {"as_of": as_of, "previous": before}
+        validation.recheck_holds(rctx, as_of)  # R-VAL-2: a fixed record is released before the stages read
+        out["timed"] = timed.catch_up(rctx, as_of, runner=runner)
+        if offer_first:
+            out["pool_before"] = offer_pool(rctx, as_of)
+        yield rctx, out
+        out["events"] = _settle_events(rctx, as_of)
+        out["pool"] = offer_pool(rctx, as_of)
+
+
+def tick(ctx: StageContext, as_of: dt.datetime, runner: StageRunner | None = None) -> dict:
+    """`leadflow tick`: bring the store to `as_of` (every due instant in time order), then offer the pool.
+
+    Returns {"as_of", "previous", "timed": [{"stage", "at", "summary"}], "events", "pool"}.
+    Raises ClockError when `as_of` is before the clock."""
+    with run(ctx, as_of, runner, offer_first=False) as (_, out):
+        pass
+    return out
+
+
+def register(ctx: StageContext, batch_id: str, source: str, rows: list[dict], as_of: dt.datetime,
+             digest: str | None = None, runner: StageRunner | None = None) -> dict:
+    """Register a batch of registration rows (INTAKE.md) as one run: catch up, intake + allocation, offer.
+
+    The registration is allocated when it reaches LeadFlow (`as_of`); `registered_at` stays its own fact.
+    Returns the intake summary (rows_in, accepted, attached, quarantined, allocation, docs) plus `run`.
+    Raises intake.StageFailure (one sentence) when the batch is broken as a whole (R-VAL-3)."""
+    with run(ctx, as_of, runner) as (rctx, out):
+        summary = intake.run_intake(rctx, batch_id, source, rows, as_of, digest)
+    summary["run"] = out
+    return summary
+
+
+def record(ctx: StageContext, rows: Iterable[dict], as_of: dt.datetime, *, batch_id: str, source: str,
+           operator: str | None = None, digest: str | None = None, runner: StageRunner | None = None) -> dict:
+    """Record a delivery of lifecycle events as one run: catch up, stage + apply in time order, offer.
+
+    Idempotent: a delivery recorded in full before returns its earlier summary with `already_recorded`.
+    Returns {"batch_id", "rows_in", "applied", "duplicate", "waiting", "refused", "reasons", "problems"}."""
+    with ctx.engine.connect() as conn:
+        earlier = events.previous_summary(conn, batch_id)
+    if earlier is not None:
+        return earlier
+    with run(ctx, as_of, runner) as (rctx, out):
+        events.stage_events(rctx, batch_id, source, rows, as_of, operator, digest)
+        events.apply_pending(rctx, as_of, batch_id)
+    summary = events.finish(ctx, batch_id, as_of)
+    summary["run"] = out
+    return summary

@@ -19,10 +19,6 @@ from tasks.context import stage_ctx
 from tasks.engine import stage_runner
 
 
-def now_or(as_of: dt.datetime | None) -> dt.datetime:
-    return as_of or dt.datetime.now(dt.timezone.utc)
-
-
 def run_name(title: str):
     """`sla check 2026-03-02 09:00+08:00` — what ran and as of when, in business time (never lead data)."""
     def name() -> str:
@@ -38,16 +34,17 @@ def run_name(title: str):
     return name
 
 
-def engine_run(as_of: dt.datetime, act: Callable[[dt.datetime | None], dict] | None = None,
+def engine_run(as_of: dt.datetime | None, act: Callable[[dt.datetime | None, dt.datetime], dict] | None = None,
                offer_first: bool = True) -> tuple[dict, dict | None]:
-    """One engine run inside a flow: the catch-up as task runs, `act(run_after)`, then the pool offer.
+    """One engine run inside a flow: the catch-up as task runs, `act(run_after, as_of)`, then the pool offer.
 
-    Returns (the run's outcome, what `act` returned). Raises engine.ClockError when `as_of` is before the clock.
+    `as_of` None is now, read under the clock lock. Returns (the run's outcome, what `act` returned).
+    Raises engine.ClockError when `as_of` is before the clock.
     """
     result = None
     with engine.run(stage_ctx(), as_of, runner=stage_runner, offer_first=offer_first) as (rctx, out):
         if act is not None:
-            result = act(rctx.run_after)
+            result = act(rctx.run_after, out["as_of"])
     decisions = (out.get("pool_before") or {}).get("decisions", []) + out["pool"].get("decisions", [])
     if decisions:
         reporting.publish_allocations("pool", decisions)
@@ -79,7 +76,7 @@ def _describe(summary: dict) -> str:
 
 def catch_up(as_of: dt.datetime | None):
     """The body of every time-driven flow: one engine run with nothing to act on."""
-    out, _ = engine_run(now_or(as_of), offer_first=False)
+    out, _ = engine_run(as_of, offer_first=False)
     return outcome_state(out)
 
 

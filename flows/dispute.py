@@ -11,7 +11,7 @@ import datetime as dt
 from prefect import flow
 from prefect.states import Failed
 
-from flows.clock import engine_run, now_or
+from flows.clock import engine_run
 from flows.events import PHONE_REFUSED
 from leadflow.events.record import batch_id_for, payload_digest
 from leadflow.rules.registration import mask_phones_in_text
@@ -27,12 +27,15 @@ def dispute_flow(customer: int | str, claimants: list[str] | None = None, as_of:
     customer_id = stages.resolve_customer(str(customer))  # `--param customer=1` arrives as a number
     if customer_id is None:
         return Failed(message=f"no customer matches {customer!r} (give a customer id or a registration reference).")
-    now = now_or(as_of)
-    rows = [{"type": "claim", "customer": str(customer_id), "person": p, "at": now} for p in claimants or []]
-    rows += [{"type": "dispute", "customer": str(customer_id), "at": now}]
-    rows = [{**r, "row_number": i + 1} for i, r in enumerate(rows)]
-    batch = batch_id_for(f"{payload_digest(rows)}|{now.isoformat()}", prefix="dispute")
-    out, summary = engine_run(now, lambda run_after: steps.record_events(batch, "dispute", rows, now, run_after))
+
+    def act(run_after, now):
+        rows = [{"type": "claim", "customer": str(customer_id), "person": p, "at": now} for p in claimants or []]
+        rows += [{"type": "dispute", "customer": str(customer_id), "at": now}]
+        rows = [{**r, "row_number": i + 1} for i, r in enumerate(rows)]
+        batch = batch_id_for(f"{payload_digest(rows)}|{now.isoformat()}", prefix="dispute")
+        return steps.record_events(batch, "dispute", rows, now, run_after)
+
+    out, summary = engine_run(as_of, act)
     if summary["refused"]:
         return Failed(message="; ".join(f"{p['type']} refused: {p['reason']} ({p['detail'] or 'see the ledger'})"
                                         for p in summary["problems"]))

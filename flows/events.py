@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.clock import engine_run, now_or, outcome_state
+from flows.clock import engine_run, outcome_state
 from leadflow.events.record import batch_id_for, payload_digest
 from leadflow.rules.registration import mask_phones_in_text
 from tasks import engine as steps
@@ -54,14 +54,13 @@ def _file_run_name() -> str:
 def events_file_flow(path: str, as_of: dt.datetime | None = None, operator: str | None = None):
     """Record a file of lifecycle events (CSV in UTF-8/BOM/GBK, JSON Lines, .xlsx); the same file twice
     is one delivery, and a row already delivered in another file is a duplicate."""
-    now = now_or(as_of)
     name = mask_phones_in_text(Path(path).name)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     batch = batch_id_for(digest.encode(), prefix="events")
     summary = steps.previous_events(batch)
     if summary is None:
-        out, summary = engine_run(now, lambda run_after: steps.record_file(batch, name, path, now, run_after,
-                                                                          operator, digest))
+        out, summary = engine_run(as_of, lambda run_after, now: steps.record_file(batch, name, path, now, run_after,
+                                                                                 operator, digest))
         if isinstance(summary, str):
             return Failed(message=summary)
         publish_events(name, summary)
@@ -86,11 +85,13 @@ def record_events_flow(events: list[dict], as_of: dt.datetime | None = None, ope
     reference — never a phone), `by`, and the type's fields (SCENARIOS.md event types)."""
     if _phone_in(events):
         return Failed(message=PHONE_REFUSED)
-    now = now_or(as_of)
     rows = [{**e, "row_number": i + 1} for i, e in enumerate(events)]
     digest = payload_digest(rows)
-    batch = batch_id_for(f"{digest}|{now.isoformat()}", prefix="deployment")
-    out, summary = engine_run(now, lambda run_after: steps.record_events(batch, "deployment", rows, now, run_after,
-                                                                        operator, digest))
+
+    def act(run_after, now):
+        batch = batch_id_for(f"{digest}|{now.isoformat()}", prefix="deployment")
+        return steps.record_events(batch, "deployment", rows, now, run_after, operator, digest)
+
+    out, summary = engine_run(as_of, act)
     publish_events("record-events", summary)
     return _state(out, summary)

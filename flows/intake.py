@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.clock import engine_run, now_or, outcome_state
+from flows.clock import engine_run, outcome_state
 from leadflow.rules.registration import mask_phones_in_text
 from tasks import intake, reporting
 
@@ -24,7 +24,6 @@ def _run_name() -> str:
 @flow(name="intake", flow_run_name=_run_name, log_prints=False)
 def intake_flow(path: str, as_of: dt.datetime | None = None):
     """Register a file of leads: catch up, read, stage, validate, settle, allocate, publish."""
-    now = now_or(as_of)
     name = mask_phones_in_text(Path(path).name)
     batch_id, digest = intake.batch_id_for(path)
     summary = intake.previous_summary(batch_id)
@@ -35,13 +34,13 @@ def intake_flow(path: str, as_of: dt.datetime | None = None):
     if isinstance(rows, str):
         return Failed(message=rows)
 
-    def act(run_after):
+    def act(run_after, now):
         intake.stage(batch_id, name, rows, digest, now)
         gate = intake.validate(batch_id)
         reporting.publish_validation(gate)
         return intake.settle(batch_id, gate, now, run_after)
 
-    out, summary = engine_run(now, act)
+    out, summary = engine_run(as_of, act)
     if "batch_error" in summary:  # R-VAL-3: every row quarantined, the run fails plainly
         return Failed(message=summary["batch_error"])
     reporting.publish_allocations(name, summary["allocation"]["decisions"])

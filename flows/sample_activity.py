@@ -1,5 +1,6 @@
 """The sample organisation at work (the main job only, never in production): its people's contacts, entries,
-follow-ups, sales steps, deals and leaves for the leads they were allocated (`leadflow.samples.feed`)."""
+follow-ups, sales steps, deals and leaves for the leads they were allocated (`leadflow.samples.feed`), and, while
+the main job serves, a few new registrations every run (`leadflow.samples.history.register_new`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,6 +9,7 @@ from prefect import flow
 
 from flows.clock import run_name
 from leadflow.samples.feed import LOOKAHEAD
+from tasks import reporting
 from tasks import sample_activity as steps
 
 
@@ -21,10 +23,16 @@ def sample_history_flow(start: dt.datetime, end: dt.datetime, folder: str) -> di
         deliveries.append(steps.deliver(t, folder=folder))
     totals = {k: sum(d[k] for d in deliveries) for k in ("rows", "applied", "duplicate", "waiting", "refused")}
     return {**totals, "files": sum(len(d["files"]) for d in deliveries), "deliveries": len(deliveries),
-            **steps.people_paused(end)}
+            **steps.standing(end)}
 
 
 @flow(name="sample-activity", flow_run_name=run_name("sample activity"))
 def sample_activity_flow(as_of: dt.datetime | None = None) -> dict:
-    """What the sample organisation's people did by now for the leads allocated in the last days (every 2 min)."""
-    return steps.deliver(as_of, lookahead_minutes=LOOKAHEAD.total_seconds() / 60)
+    """Every 2 minutes: the few registrations taken since the last run (registered and allocated), then what the
+    sample organisation's people did by now for the leads allocated in the last days, these included."""
+    registered = steps.register_new(as_of)
+    decisions = registered.pop("decisions")
+    if decisions:  # R-ALLOC-7: published as the intake flow publishes a file's
+        reporting.publish_allocations("new sample leads", decisions)
+        reporting.notify_owners(decisions)
+    return {**steps.deliver(as_of, lookahead_minutes=LOOKAHEAD.total_seconds() / 60), "registered": registered}

@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--as-of", help="the time the state is read at (default: the store's clock)")
     st = sub.add_parser("start", help="the main job: Prefect server + UI, sample data, lifecycle, deployments")
     st.add_argument("--port", type=int, default=4200)
-    st.add_argument("--leads", type=int, default=5000, help="how many sample leads to generate")
+    st.add_argument("--leads", type=int, default=None,
+                    help="how many sample leads to generate over the sample period (default 2000: four weeks)")
     st.add_argument("--no-serve", action="store_true", help="stop after the lifecycle run")
     sv = sub.add_parser("serve", help="serve every deployment from this process")
     sv.add_argument("--inbox", default=None, help="the folder the intake micro-batch watches")
@@ -138,34 +139,45 @@ def _intake_line(name: str, s: dict) -> str:
                                                       f"left in the pool {s['allocation']['pooled']}"))
 
 
-def cmd_register(args) -> int:
-    """One intake flow run per file, with a progress bar over the files."""
+def _flow_per_file(files: list[str], what: str, hint: str, run, describe) -> int:
+    """One flow run per file with a progress bar; each file's outcome in one line (phones masked)."""
     from pathlib import Path
 
     from rich.progress import Progress
 
     from leadflow.intake.readers import IntakeFileError
+    from leadflow.rules.registration import mask_phones_in_text
 
-    for f in args.files:
+    for f in files:
         if not Path(f).is_file():
-            raise IntakeFileError(f"{Path(f).name}: no such file.")
-    as_of = _time_arg(args.as_of)
+            raise IntakeFileError(f"{Path(f).name}: no such file{hint}.")
     _use_prefect()
-    from flows.intake import intake_flow
-
     failed = 0
     with Progress(transient=True) as progress:
-        bar = progress.add_task("registering", total=len(args.files))
-        for f in args.files:
-            state = intake_flow(path=f, as_of=as_of, return_state=True)
+        bar = progress.add_task(what, total=len(files))
+        for f in files:
+            name = mask_phones_in_text(Path(f).name)
+            state = run(f)
             if state.is_completed():
-                progress.console.print(_intake_line(Path(f).name, state.result()), soft_wrap=True)
+                progress.console.print(describe(name, state.result()), soft_wrap=True, markup=False)
             else:
                 failed += 1
-                progress.console.print(state.message or f"{Path(f).name}: {state.type.value}", style="red",
-                                       soft_wrap=True)
+                progress.console.print(state.message or f"{name}: {state.type.value}", style="red", soft_wrap=True,
+                                       markup=False)
             progress.advance(bar)
     return 1 if failed else 0
+
+
+def cmd_register(args) -> int:
+    """One intake flow run per file, with a progress bar over the files."""
+    as_of = _time_arg(args.as_of)
+
+    def run(f):
+        from flows.intake import intake_flow
+
+        return intake_flow(path=f, as_of=as_of, return_state=True)
+
+    return _flow_per_file(args.files, "registering", "", run, _intake_line)
 
 
 def cmd_dispute(args) -> int:
@@ -244,34 +256,19 @@ def cmd_record(args) -> int:
     from pathlib import Path
 
     from leadflow.events.kinds import LIFECYCLE_TYPES
-    from leadflow.intake.readers import IntakeFileError
 
     first = args.what[0]
     if len(args.what) == 1 and first in LIFECYCLE_TYPES and not Path(first).exists():
         return _record_one(args)
-    for f in args.what:
-        if not Path(f).is_file():
-            raise IntakeFileError(f"{Path(f).name}: no such file (give event files, or one event type such as "
-                                  f"'contact' with --customer).")
     as_of = _time_arg(args.as_of)
-    _use_prefect()
-    from rich.progress import Progress
 
-    from flows.events import events_file_flow
+    def run(f):
+        from flows.events import events_file_flow
 
-    failed = 0
-    with Progress(transient=True) as progress:
-        bar = progress.add_task("recording", total=len(args.what))
-        for f in args.what:
-            state = events_file_flow(path=f, as_of=as_of, return_state=True)
-            if state.is_completed():
-                progress.console.print(_events_line(Path(f).name, state.result()), soft_wrap=True, markup=False)
-            else:
-                failed += 1
-                progress.console.print(state.message or f"{Path(f).name}: {state.type.value}", style="red",
-                                       soft_wrap=True, markup=False)
-            progress.advance(bar)
-    return 1 if failed else 0
+        return events_file_flow(path=f, as_of=as_of, return_state=True)
+
+    return _flow_per_file(args.what, "recording", " (give event files, or one event type such as 'contact' with "
+                                                  "--customer)", run, _events_line)
 
 
 def _record_one(args) -> int:
@@ -315,7 +312,7 @@ def _now():
 
 
 def cmd_tick(args) -> int:
-    as_of = _time_arg(args.as_of) or _now()
+    as_of = _time_arg(args.as_of)  # None: now, read under the clock lock
     _use_prefect()
     from flows.clock import tick_flow
 

@@ -76,22 +76,27 @@ def start_clock(conn: Connection, ctx: StageContext, start: dt.datetime) -> None
     conn.execute(Meta.__table__.insert().values(key=CLOCK_KEY, value=start.isoformat()))
 
 
-def advance_clock(ctx: StageContext, as_of: dt.datetime) -> dt.datetime | None:
-    """Move the clock to `as_of`; return where it was (None on a new store). Raises ClockError going back."""
-    if as_of.tzinfo is None:
+def advance_clock(ctx: StageContext, as_of: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    """Move the clock to `as_of`; return (as_of, where the clock was). Raises ClockError going back.
+
+    `as_of` None means now, read under the clock lock — or the clock itself when a run has moved it ahead
+    of the wall clock — so a scheduled run never fails because another one moved the clock just before it."""
+    if as_of is not None and as_of.tzinfo is None:
         raise ClockError(f"the time {as_of.isoformat()} has no UTC offset.")
     with ctx.engine.begin() as conn:
         before = clock(conn)
+        if as_of is None:
+            as_of = max(dt.datetime.now(dt.timezone.utc), before or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
         if before is None:
             start_clock(conn, ctx, as_of)
-            return as_of
+            return as_of, as_of
         if as_of < before:
             raise ClockError(f"as of {local(as_of, ctx.policy).isoformat()} is before the store's clock "
                              f"({local(before, ctx.policy).isoformat()}); LeadFlow never goes back in time.")
         if as_of > before:
             t = Meta.__table__
             conn.execute(t.update().where(t.c.key == CLOCK_KEY).values(value=as_of.isoformat()))
-        return before
+        return as_of, before
 
 
 StageRunner = Callable[[str, dt.datetime, Callable[[], dict]], dict]
@@ -113,10 +118,12 @@ def _settle_events(ctx: StageContext, as_of: dt.datetime) -> dict:
 
 
 @contextmanager
-def run(ctx: StageContext, as_of: dt.datetime, runner: StageRunner | None = None, offer_first: bool = True):
-    """One run: lock, clock, catch-up, (offer,) then the caller acts, then waiting events and the pool offer."""
+def run(ctx: StageContext, as_of: dt.datetime | None, runner: StageRunner | None = None, offer_first: bool = True):
+    """One run: lock, clock, catch-up, (offer,) then the caller acts, then waiting events and the pool offer.
+
+    Yields (the run's context, its outcome so far); `out["as_of"]` is the run's time (now when `as_of` is None)."""
     with clock_lock(ctx):
-        before = advance_clock(ctx, as_of)
+        as_of, before = advance_clock(ctx, as_of)
         rctx = replace(ctx, run_after=before)
         out: dict = {"as_of": as_of, "previous": before}
         validation.recheck_holds(rctx, as_of)  # R-VAL-2: a fixed record is released before the stages read
@@ -128,7 +135,7 @@ def run(ctx: StageContext, as_of: dt.datetime, runner: StageRunner | None = None
         out["pool"] = offer_pool(rctx, as_of)
 
 
-def tick(ctx: StageContext, as_of: dt.datetime, runner: StageRunner | None = None) -> dict:
+def tick(ctx: StageContext, as_of: dt.datetime | None, runner: StageRunner | None = None) -> dict:
     """`leadflow tick`: bring the store to `as_of` (every due instant in time order), then offer the pool.
 
     Returns {"as_of", "previous", "timed": [{"stage", "at", "summary"}], "events", "pool"}.
@@ -138,7 +145,7 @@ def tick(ctx: StageContext, as_of: dt.datetime, runner: StageRunner | None = Non
     return out
 
 
-def register(ctx: StageContext, batch_id: str, source: str, rows: list[dict], as_of: dt.datetime,
+def register(ctx: StageContext, batch_id: str, source: str, rows: list[dict], as_of: dt.datetime | None,
              digest: str | None = None, runner: StageRunner | None = None) -> dict:
     """Register a batch of registration rows (INTAKE.md) as one run: catch up, intake + allocation, offer.
 
@@ -146,12 +153,12 @@ def register(ctx: StageContext, batch_id: str, source: str, rows: list[dict], as
     Returns the intake summary (rows_in, accepted, attached, quarantined, allocation, docs) plus `run`.
     Raises intake.StageFailure (one sentence) when the batch is broken as a whole (R-VAL-3)."""
     with run(ctx, as_of, runner) as (rctx, out):
-        summary = intake.run_intake(rctx, batch_id, source, rows, as_of, digest)
+        summary = intake.run_intake(rctx, batch_id, source, rows, out["as_of"], digest)
     summary["run"] = out
     return summary
 
 
-def record(ctx: StageContext, rows: Iterable[dict], as_of: dt.datetime, *, batch_id: str, source: str,
+def record(ctx: StageContext, rows: Iterable[dict], as_of: dt.datetime | None, *, batch_id: str, source: str,
            operator: str | None = None, digest: str | None = None, runner: StageRunner | None = None) -> dict:
     """Record a delivery of lifecycle events as one run: catch up, stage + apply in time order, offer.
 
@@ -162,8 +169,8 @@ def record(ctx: StageContext, rows: Iterable[dict], as_of: dt.datetime, *, batch
     if earlier is not None:
         return earlier
     with run(ctx, as_of, runner) as (rctx, out):
-        events.stage_events(rctx, batch_id, source, rows, as_of, operator, digest)
-        events.apply_pending(rctx, as_of, batch_id)
-    summary = events.finish(ctx, batch_id, as_of)
+        events.stage_events(rctx, batch_id, source, rows, out["as_of"], operator, digest)
+        events.apply_pending(rctx, out["as_of"], batch_id)
+    summary = events.finish(ctx, batch_id, out["as_of"])
     summary["run"] = out
     return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 
 from sqlalchemy import select
 
@@ -27,9 +28,8 @@ def register_lead(lead: dict, *, now: dt.datetime | None = None, ctx: StageConte
         from leadflow.wiring import stage_context
 
         ctx = stage_context()
-    now = now or dt.datetime.now(dt.timezone.utc)
     digest = hashlib.sha256(json.dumps(lead, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
-    batch_id = f"api-{digest[:16]}-{now.timestamp():.0f}"
+    batch_id = f"api-{digest[:16]}-{now.timestamp():.0f}" if now else f"api-{digest[:16]}-{time.time_ns()}"
     row = {**lead, "row_number": 1, "raw": {k: v for k, v in lead.items() if k != "phone"}}
     summary = engine.register(ctx, batch_id, "api", [row], now)
     with ctx.engine.connect() as conn:

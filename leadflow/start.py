@@ -1,11 +1,14 @@
 """`leadflow start`: the main job on the embedded default — a local Prefect server with its UI, the database,
-the sample organisation and a quarter of leads, one lifecycle run, the organisation's activity since, then every
-deployment served (with the sample organisation still at work: `sample-activity`).
+the sample organisation and four weeks of its leads as they happened, one lifecycle run, the organisation's
+activity since, then every deployment served (with the sample organisation still at work: `sample-activity`).
 
-Time: the quarter's leads reach LeadFlow two days ago (`HISTORY`), so they are allocated then; their owners'
-contacts, entries, follow-ups, deals and leaves of the two days since are delivered as the CRM, the 400 system
-and HR export them, each at its time. The store's clock never goes back: on a store that already ran, the
-registrations (already taken, recognised by content) and the activity continue from its clock."""
+Time: the sample period (`leadflow.samples.generate.DAYS`, up to the front desk's last export before now) is
+delivered as it would have happened (`leadflow.samples.history`): each export of registrations reaches LeadFlow
+at its own time, a few a day, and is allocated then; the owners' activity between the exports is delivered as
+the CRM, the 400 system and HR export it. That history runs through the Python entry points (fast); the last
+export, in the inbox, goes through the lifecycle flow, and the activity since through the `sample-history` flow,
+so the UI shows them. The store's clock never goes back: on a store that already ran, the exports (already
+taken, recognised by content) are skipped and the activity continues from its clock."""
 from __future__ import annotations
 
 import datetime as dt
@@ -63,42 +66,67 @@ def ensure_server(port: int = 4200, wait: float = 90.0) -> subprocess.Popen | No
     raise RuntimeError(f"the Prefect server did not answer within {wait:.0f} s; see {log.name}")
 
 
-def quarter_start(today: dt.date) -> dt.date:
-    """The quarter before this one: a whole quarter of history to run."""
-    q_month = 3 * ((today.month - 1) // 3) + 1
-    start = dt.date(today.year, q_month, 1)
-    return dt.date(start.year - 1, 10, 1) if q_month == 1 else dt.date(start.year, q_month - 3, 1)
+def sample_period(now: dt.datetime) -> tuple[dt.date, dt.datetime]:
+    """The sample period on a new store: (its first day, the front desk's last export at or before `now`, in
+    business time) — `DAYS` days up to that export."""
+    from leadflow.samples.generate import DAYS, last_slot
+    from leadflow.samples.history import wall
+    from leadflow.settings import configured_policy
+
+    until = last_slot(wall(now, configured_policy()))
+    return until.date() - dt.timedelta(days=DAYS - 1), until
 
 
-HISTORY = dt.timedelta(days=2)  # how long ago the sample quarter reached LeadFlow, on a new store
-
-
-def intake_time(now: dt.datetime) -> dt.datetime:
-    """When the sample registrations reach LeadFlow, and the activity starts: `HISTORY` ago, never before the
-    store's clock (a second start: the files are taken already, and the activity goes on from the clock)."""
-    from leadflow import engine
-    from leadflow.wiring import stage_context
-
-    ctx = stage_context(with_gate=False)
-    try:
-        with ctx.engine.connect() as conn:
-            clock = engine.clock(conn)
-    finally:
-        ctx.engine.dispose()
-    return now - HISTORY if clock is None else max(clock, now - HISTORY)
-
-
-def prepare(sample_dir: Path, leads: int) -> Path:
+def prepare(sample_dir: Path, leads: int, now: dt.datetime) -> Path:
     """Migrate, load the sample organisation, and write the sample files once (a rerun reuses them)."""
+    from leadflow.clock import is_working_day
     from leadflow.orgfile import load_org_file
     from leadflow.samples.generate import write_sample
+    from leadflow.settings import configured_policy
     from leadflow.store.migrate import upgrade
 
     upgrade(get_settings().effective_database_url)
     if not (sample_dir / "org.yaml").exists():
-        write_sample(sample_dir, quarter_start(dt.date.today()), leads)
+        policy = configured_policy()
+        first_day, until = sample_period(now)
+        write_sample(sample_dir, first_day, until, leads, working_day=lambda d: is_working_day(d, policy))
     load_org_file(sample_dir / "org.yaml")
     return sample_dir / "inbox"
+
+
+def history_context():
+    """The context the sample history runs in: the configured database and policy, the validation gate without
+    a Data Docs page per export (the lifecycle's runs have theirs)."""
+    import dataclasses
+
+    from leadflow.wiring import make_gate, stage_context
+
+    ctx = stage_context(with_gate=False)
+    return dataclasses.replace(ctx, gate=make_gate(get_settings().effective_database_url, None, ctx.policy))
+
+
+def deliver_history(sample_dir: Path, inbox: Path, now: dt.datetime) -> tuple[dt.datetime, dict]:
+    """The sample period up to the inbox's export (`leadflow.samples.history`); returns (when the lifecycle runs:
+    that export's time, never before the store's clock, at most now; the history's summary)."""
+    from leadflow.samples.history import clock, deliver_history as deliver, exports
+
+    ctx = history_context()
+    try:
+        last = [t for t, _ in exports(inbox, ctx.policy) if t <= now]
+        summary = deliver(ctx, sample_dir, last[-1] if last else now)
+        at = clock(ctx)
+    finally:
+        ctx.engine.dispose()
+    since = last[-1] if last else now
+    return (since if at is None else max(at, since)), summary
+
+
+def _history_line(h: dict, seconds: float) -> str:
+    a = h["activity"]
+    return (f"{h['exports']} exports of registrations, each at its time ({h.get('rows_in', 0)} rows: "
+            f"{h.get('accepted', 0)} accepted, {h.get('attached', 0)} attached, {h.get('quarantined', 0)} "
+            f"quarantined; {h['allocated']} allocated), with {a.get('rows', 0)} activity records in {a['files']} "
+            f"export files ({a.get('refused', 0)} refused), in {seconds:.0f} s")
 
 
 def _describe(state) -> str:
@@ -109,7 +137,8 @@ def _describe(state) -> str:
         return f"{state.type.value} — its run says why"
     return (f"{h['rows']} records in {h['files']} export files, {h['applied']} applied, {h['refused']} refused; "
             f"{h['first_contact_breaches']} of {h['allocations']} allocations missed the 10-minute first contact "
-            f"(R-SLA-1); {h['paused']} of {h['salespeople']} salespeople have paused rounds")
+            f"(R-SLA-1); {h['paused']} of {h['salespeople']} salespeople have paused rounds, "
+            f"{h['paused_own_tier']} of them in the tier of their own grade (where they take their turns)")
 
 
 def serve_with_sample_activity(inbox: str) -> None:
@@ -125,8 +154,8 @@ def serve_with_sample_activity(inbox: str) -> None:
 
     live = sample_activity_flow.to_deployment(
         name="sample-activity", schedules=[Interval(EVERY, timezone=configured_policy().timezone)],
-        description="The sample organisation's people at work: contacts, entries, follow-ups, deals for the "
-                    "leads allocated in the last days (main job only).")
+        description="The sample organisation at work (main job only): a few new registrations every run, and "
+                    "its people's contacts, entries, follow-ups, deals for the leads allocated in the last days.")
     serve(*deployments(inbox), live, limit=4)
 
 
@@ -144,7 +173,8 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def start(port: int = 4200, leads: int = 5000, serve: bool = True) -> int:
+def start(port: int = 4200, leads: int | None = None, serve: bool = True) -> int:
+    began = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
         signal.signal(signal.SIGINT, _interrupt)
@@ -152,17 +182,23 @@ def start(port: int = 4200, leads: int = 5000, serve: bool = True) -> int:
     ui = UI.format(port=port)
     print(f"Prefect UI: {ui}  (server {'started' if started else 'already running'})", flush=True)
     try:
+        from leadflow.samples.generate import LEADS
+
         sample = get_settings().data_dir / "sample"
-        inbox = prepare(sample, leads)
+        now = dt.datetime.now(dt.timezone.utc)
+        inbox = prepare(sample, LEADS if leads is None else leads, now)
         from flows.lifecycle import lifecycle_flow
         from flows.sample_activity import sample_history_flow
 
-        now = dt.datetime.now(dt.timezone.utc)
-        since = intake_time(now)
+        took = time.monotonic()
+        since, summary = deliver_history(sample, inbox, now)
+        print(f"sample history: {_history_line(summary, time.monotonic() - took)}", flush=True)
         state = lifecycle_flow(inbox=str(inbox), as_of=since, return_state=True)
         print(f"lifecycle run: {state.type.value} — see {ui}/runs", flush=True)
+        now = dt.datetime.now(dt.timezone.utc)  # the history took a while: its activity too, up to now
         history = sample_history_flow(start=since, end=now, folder=str(sample / "activity"), return_state=True)
         print(f"sample activity: {_describe(history)}", flush=True)
+        print(f"ready in {time.monotonic() - began:.0f} s", flush=True)
         if serve:
             print(f"serving every deployment; the UI is at {ui}/deployments — Ctrl-C stops.", flush=True)
             serve_with_sample_activity(str(inbox))

@@ -1,4 +1,4 @@
-"""Tasks of the sample organisation's activity feed (`leadflow.samples.feed`): only the main job uses them."""
+"""Tasks of the sample organisation at work (`leadflow.samples.feed`, `.history`): only the main job uses them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -27,6 +27,22 @@ def deliver(as_of: dt.datetime | None, lookahead_minutes: float = 0, folder: str
                 raise
 
 
+@task(name="register new sample leads", cache_policy=NO_CACHE)
+def register_new(as_of: dt.datetime | None) -> dict:
+    """The registrations the front desk and the web chat took since the last run, registered and allocated
+    (`leadflow.samples.history.register_new`). Without `as_of`, a run that moved the clock past our "now"
+    meanwhile is no failure: we ask again."""
+    from leadflow import engine
+    from leadflow.samples import history
+
+    for attempt in range(3):
+        try:
+            return history.register_new(stage_ctx(), as_of or dt.datetime.now(dt.timezone.utc))
+        except engine.ClockError:
+            if as_of is not None or attempt == 2:
+                raise
+
+
 @task(name="next delivery", cache_policy=NO_CACHE)
 def next_stop(after: dt.datetime, until: dt.datetime) -> dt.datetime:
     """The next export time: the next SLA deadline of a recent allocation, else four hours on, at most `until`."""
@@ -38,8 +54,8 @@ def next_stop(after: dt.datetime, until: dt.datetime) -> dt.datetime:
         return max(feed.next_stop(conn, ctx.policy, after, until), engine.clock(conn) or after)
 
 
-@task(name="sample organisation now", cache_policy=NO_CACHE)
-def people_paused(as_of: dt.datetime) -> dict:
+@task(name="how the sample organisation stands", cache_policy=NO_CACHE)
+def standing(as_of: dt.datetime) -> dict:
     """How the salespeople stand at `as_of`: how many are paused, and the R-SLA-1 breaches so far."""
     from leadflow.samples import feed
 

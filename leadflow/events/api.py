@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import hashlib
+import time
 from pathlib import Path
 
 from leadflow import engine
@@ -39,14 +40,14 @@ def record_events(rows: list[dict], *, as_of: dt.datetime | None = None, source:
     """Record events given as canonical rows (`type`, `at`, `customer`, `by`, `step`, `amount`, …).
 
     `customer` names a customer by id, registration reference, the channel's external reference, or
-    phone (resolved here, stored only masked). `as_of` (default now, aware) is when they reach LeadFlow.
+    phone (resolved here, stored only masked). `as_of` (aware; default now, read under the clock lock) is when
+    they reach LeadFlow.
     Returns the delivery's summary: rows_in = applied + duplicate + waiting + refused, with the reasons.
     Raises engine.ClockError when `as_of` is before the store's clock.
     """
-    as_of = as_of or dt.datetime.now(dt.timezone.utc)
     rows = [{**r, "row_number": r.get("row_number") or i + 1} for i, r in enumerate(rows)]
     digest = payload_digest(rows)
-    batch = batch_id_for(f"{digest}|{as_of.isoformat()}", prefix=source[:12] or "api")
+    batch = batch_id_for(f"{digest}|{as_of.isoformat() if as_of else time.time_ns()}", prefix=source[:12] or "api")
     return engine.record(_ctx(ctx), rows, as_of, batch_id=batch, source=source, operator=_operator(operator),
                          digest=digest)
 
@@ -59,6 +60,6 @@ def record_file(path: str | Path, *, as_of: dt.datetime | None = None, operator:
     path = Path(path)
     rows = read_event_file(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return engine.record(_ctx(ctx), rows, as_of or dt.datetime.now(dt.timezone.utc),
+    return engine.record(_ctx(ctx), rows, as_of,
                          batch_id=batch_id_for(digest.encode(), prefix="events"),
                          source=mask_phones_in_text(path.name), operator=_operator(operator), digest=digest)

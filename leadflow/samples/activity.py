@@ -81,7 +81,7 @@ def _stamp(t: dt.datetime) -> str:
 
 def plan(a: Allocation, policy: Policy, seed: int = SEED) -> list[dict]:
     """The records the owner makes on one allocated lead (canonical event rows with an `event_id`), by time."""
-    rnd = _rng(seed, a.customer, a.owner, f"{a.allocated_at.timestamp():.6f}")
+    rnd = _rng(seed, a.customer, a.owner)  # the same lead and owner behave alike whenever it was allocated
     start, rows = a.allocated_at, []
 
     def add(kind: str, at: dt.datetime, **extra) -> None:

@@ -74,11 +74,23 @@ def _leave_rows(conn: Connection, policy: Policy, since: dt.datetime, until: dt.
     return rows
 
 
+_PLANS: dict[tuple, list[dict]] = {}  # (allocation, seed, policy version) -> its rows: the feed asks again and again
+
+
+def _plan(a: Allocation, policy: Policy, seed: int) -> list[dict]:
+    key = (a, seed, policy.version)
+    if key not in _PLANS:
+        if len(_PLANS) > 50_000:
+            _PLANS.clear()
+        _PLANS[key] = plan(a, policy, seed)
+    return _PLANS[key]
+
+
 def due(conn: Connection, policy: Policy, as_of: dt.datetime, seed: int = SEED,
         lookahead: dt.timedelta = dt.timedelta(0)) -> list[dict]:
     """Planned rows dated up to `as_of + lookahead` not delivered yet, by time."""
     until, since = as_of + lookahead, as_of - HORIZON
-    rows = [r for a in allocations(conn, since, as_of) for r in plan(a, policy, seed)]
+    rows = [r for a in allocations(conn, since, as_of) for r in _plan(a, policy, seed)]
     rows = [r for r in rows + _leave_rows(conn, policy, since, until, seed) if r["at"] <= until]
     ids = [r["event_id"] for r in rows]
     known: set[str] = set()
@@ -101,7 +113,7 @@ def deliver(ctx: StageContext, as_of: dt.datetime, *, seed: int = SEED, folder: 
     if folder is None:
         summaries = [record_events(rows, as_of=as_of, source=SOURCE, operator=SOURCE, ctx=ctx)]
     else:
-        stamp = local(as_of, ctx.policy).strftime("%Y%m%d-%H%M%S")
+        stamp = local(as_of, ctx.policy).strftime("%Y-%m-%d-%H%M%S")  # dashes: not masked as a phone (R-REG-7)
         paths = write_exports(rows, folder, stamp, ctx.policy)
         out["files"] = [p.name for p in paths]
         summaries = [record_file(p, as_of=as_of, operator=SOURCE, ctx=ctx) for p in paths]
@@ -131,25 +143,31 @@ def next_stop(conn: Connection, policy: Policy, after: dt.datetime, until: dt.da
 
 
 def backfill(ctx: StageContext, start: dt.datetime, end: dt.datetime, *, seed: int = SEED,
-             folder: Path | None = None) -> list[dict]:
-    """Deliver the activity of (start, end] as its systems export it: every EXPORT_EVERY and at every deadline."""
+             folder: Path | None = None, every: dt.timedelta = EXPORT_EVERY) -> list[dict]:
+    """Deliver the activity of (start, end] as its systems export it: at every deadline, at `end`, and at least
+    `every` (a delivery with nothing due is no run)."""
     out, t = [], start
     while t < end:
         with ctx.engine.connect() as conn:
-            stop = max(next_stop(conn, ctx.policy, t, end), engine.clock(conn) or t)  # the clock never goes back
+            stop = max(next_stop(conn, ctx.policy, t, end, every), engine.clock(conn) or t)  # never back in time
         out.append(deliver(ctx, stop, seed=seed, folder=folder))
         t = stop
     return out
 
 
 def standing(conn: Connection, policy: Policy, as_of: dt.datetime) -> dict:
-    """How the sample organisation stands: salespeople paused (R-SUSP-5 and others) and R-SLA-1 breaches so far."""
-    sales = set(conn.execute(select(Person.id).where(Person.role == "sales", Person.active.is_(True))).scalars())
-    paused = sorted(p for p, tiers in load_paused(conn).items() if p in sales and tiers)
+    """How the sample organisation stands: salespeople with paused rounds (R-SUSP-5 and others) in any tier, and
+    in the tier of their own grade (the rotation they take their turns in: a pause of a tier below it is used
+    up only when nobody of that grade can take a lead, R-ALLOC-2/4), and the R-SLA-1 breaches so far."""
+    sales = dict(conn.execute(select(Person.id, Person.grade).where(Person.role == "sales",
+                                                                    Person.active.is_(True))).all())
+    pauses = load_paused(conn)
+    paused = sorted(p for p, tiers in pauses.items() if p in sales and tiers)
+    own = [p for p in paused if pauses[p].get(sales[p] or "below_d")]
     count = select(func.count())
     bound = conn.execute(count.select_from(Assignment).where(Assignment.bound.is_(True),
                                                              Assignment.started_at <= as_of)).scalar()
     first_contact = conn.execute(count.select_from(Breach).where(Breach.rule_id == "R-SLA-1",
                                                                  Breach.revoked_at.is_(None))).scalar()
-    return {"salespeople": len(sales), "paused": len(paused), "allocations": bound,
+    return {"salespeople": len(sales), "paused": len(paused), "paused_own_tier": len(own), "allocations": bound,
             "first_contact_breaches": first_contact}

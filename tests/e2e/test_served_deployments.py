@@ -50,7 +50,8 @@ def served(tmp_path_factory):
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": api,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "LEADFLOW_DATA_DIR": str(tmp / "data"),
-           "LEADFLOW_DATABASE_URL": f"sqlite:///{tmp / 'leadflow.db'}"}
+           "LEADFLOW_DATABASE_URL": f"sqlite:///{tmp / 'leadflow.db'}",
+           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
     procs = []
     log = open(tmp / "processes.log", "wb")
     try:
@@ -126,6 +127,20 @@ def test_deployments_are_served_with_their_schedules(served):
     assert {"intake-file", "intake-inbox", "dispute-rerun", "quarterly-review", "monthly-audit",
             "conversion-expiry", "weekly-rotation-report", "lifecycle"} <= \
         {d["name"] for d in _call(client, "POST", "/deployments/filter", json={"limit": 50}).json()}
+
+
+def test_the_scheduler_creates_runs_for_the_scheduled_deployments(served):
+    """The server's scheduler service inserts the runs (Prefect 3.8 on SQLAlchemy 2.1 failed right there)."""
+    client, _ = served
+    ids = {d["id"]: d["name"] for d in _call(client, "POST", "/deployments/filter", json={"limit": 50}).json()}
+
+    def scheduled():
+        runs = _call(client, "POST", "/flow_runs/filter", json={
+            "limit": 200, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}).json()
+        names = {ids.get(r["deployment_id"]) for r in runs if r["auto_scheduled"]}
+        return names if {"intake-inbox", "sla-check", "allocation"} <= names else None
+
+    assert "dispute-rerun" not in _wait(scheduled, 120, "runs created by the scheduler")
 
 
 def test_r_reg_7_intake_and_dispute_runs_through_the_api_publish_masked_artifacts(served):

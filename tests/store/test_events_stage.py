@@ -138,3 +138,37 @@ def test_r_sla_6_the_clock_never_goes_back_and_the_same_time_again_changes_nothi
     engine.tick(ctx, minutes(10))
     with ctx.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Ledger)).scalar() == before
+
+
+def test_r_sla_6_a_run_at_now_never_fails_because_another_run_moved_the_clock_first(ctx):
+    """A scheduled run reads `now` under the clock lock; with the clock ahead of the wall clock, it runs at the clock."""
+    ahead = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    engine.tick(ctx, ahead)
+    out = engine.tick(ctx, None)
+    assert out["as_of"] == ahead
+
+
+def test_r_sla_6_concurrent_runs_wait_for_each_other_and_record_each_breach_once(ctx):
+    """Two catch-ups at once: the clock lock serialises them; each breach is recorded once."""
+    import threading
+
+    register_lead(LEAD, now=minutes(0), ctx=ctx)
+    spans, errors = [], []
+
+    def run(t):
+        try:
+            start = dt.datetime.now()
+            engine.tick(ctx, t)
+            spans.append((start, dt.datetime.now()))
+        except Exception as e:  # pragma: no cover - the assertion below shows it
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(minutes(60),)) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == [] and len(spans) == 2
+    with ctx.engine.connect() as conn:
+        rules = conn.execute(select(Ledger.rule_id).where(Ledger.action == "breach")).scalars().all()
+    assert sorted(rules) == sorted(set(rules)) and "R-SLA-1" in rules

@@ -63,7 +63,7 @@ def outcome_state(out: dict, data: dict | None = None):
                "pooled": out["pool"].get("pooled", 0), **(data or {})}
     loud = [r["summary"]["warning"] for r in out["timed"] if r["summary"].get("mass_breach")]
     if out["pool"].get("pooled"):
-        return reporting.pool_warning(out["pool"])
+        return reporting.pool_warning(out["pool"], data)
     if loud:
         return Failed(message=loud[0], data=summary)
     return Completed(message=_describe(summary), data=summary)

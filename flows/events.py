@@ -23,8 +23,8 @@ from tasks import engine as steps
 from tasks.reporting import _key
 
 PHONE_REFUSED = ("a phone number cannot be a flow parameter (Prefect stores and shows parameters): name the "
-                 "customer by id or registration reference, or use `leadflow record … --customer PHONE`, "
-                 "which resolves the phone locally.")
+                 "customer by id or registration reference, deliver the event in an event file, or use "
+                 "`leadflow record` on the command line, which resolves and records phones locally.")
 
 
 @task(name="publish event summary")
@@ -70,7 +70,8 @@ def events_file_flow(path: str, as_of: dt.datetime | None = None, operator: str 
 
 
 def _state(out: dict, summary: dict):
-    state = outcome_state(out, {k: summary[k] for k in ("rows_in", "applied", "duplicate", "waiting", "refused")})
+    """The summary, or a Failed state that needs a person (pool, mass breach) still carrying the summary."""
+    state = outcome_state(out, summary)
     return state if state.is_failed() else summary
 
 

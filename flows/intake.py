@@ -47,6 +47,6 @@ def intake_flow(path: str, as_of: dt.datetime | None = None):
     reporting.notify_owners(summary["allocation"]["decisions"])
     reporting.publish_intake(name, batch_id, summary)
     if summary["allocation"].get("pooled"):
-        return reporting.pool_warning(summary["allocation"])
+        return reporting.pool_warning(summary["allocation"], summary)
     state = outcome_state(out, {k: v for k, v in summary.items() if k != "allocation"})
     return state if state.is_failed() else summary

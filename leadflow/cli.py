@@ -139,10 +139,32 @@ def _intake_line(name: str, s: dict) -> str:
                                                       f"left in the pool {s['allocation']['pooled']}"))
 
 
-def _flow_per_file(files: list[str], what: str, hint: str, run, describe) -> int:
-    """One flow run per file with a progress bar; each file's outcome in one line (phones masked)."""
+def _check_clock(as_of) -> None:
+    """Refuse a time before the store's clock here, in one sentence, before any flow run starts."""
+    if as_of is None:
+        return
+    from leadflow import engine
+    from leadflow.wiring import stage_context
+
+    ctx = stage_context(with_gate=False)
+    with ctx.engine.connect() as conn:
+        now = engine.clock(conn)
+    if now is not None and as_of < now:
+        from leadflow.clock import iso
+
+        raise engine.ClockError(f"--as-of {iso(as_of, ctx.policy)} is before the store's clock "
+                                f"({iso(now, ctx.policy)}); LeadFlow never goes back in time.")
+
+
+def _flow_per_file(files: list[str], what: str, hint: str, run, describe, precheck=None, as_of=None) -> int:
+    """One flow run per file with a progress bar; each file's outcome in one line (phones masked).
+
+    A file that cannot be taken at all (missing, unreadable, the wrong kind) is one sentence, exit 2,
+    before anything runs; a run that ends needing a person (leads in the pool) shows its outcome and
+    then why, exit 1."""
     from pathlib import Path
 
+    from rich.console import Console
     from rich.progress import Progress
 
     from leadflow.intake.readers import IntakeFileError
@@ -151,24 +173,31 @@ def _flow_per_file(files: list[str], what: str, hint: str, run, describe) -> int
     for f in files:
         if not Path(f).is_file():
             raise IntakeFileError(f"{Path(f).name}: no such file{hint}.")
+        if precheck is not None:
+            precheck(f)
+    _check_clock(as_of)
     _use_prefect()
+    errors = Console(stderr=True)
     failed = 0
     with Progress(transient=True) as progress:
         bar = progress.add_task(what, total=len(files))
         for f in files:
             name = mask_phones_in_text(Path(f).name)
             state = run(f)
-            if state.is_completed():
-                progress.console.print(describe(name, state.result()), soft_wrap=True, markup=False)
-            else:
+            result = state.result(raise_on_failure=False)
+            if isinstance(result, dict) and "rows_in" in result:
+                progress.console.print(describe(name, result), soft_wrap=True, markup=False)
+            if not state.is_completed():
                 failed += 1
-                progress.console.print(state.message or f"{name}: {state.type.value}", style="red", soft_wrap=True,
-                                       markup=False)
+                errors.print(mask_phones_in_text(f"{name}: {state.message or state.type.value}"), style="red",
+                             soft_wrap=True, markup=False)
             progress.advance(bar)
     return 1 if failed else 0
 
 
 def cmd_register(args) -> int:
+    from pathlib import Path
+
     """One intake flow run per file, with a progress bar over the files."""
     as_of = _time_arg(args.as_of)
 
@@ -177,7 +206,19 @@ def cmd_register(args) -> int:
 
         return intake_flow(path=f, as_of=as_of, return_state=True)
 
-    return _flow_per_file(args.files, "registering", "", run, _intake_line)
+    def precheck(f):
+        from leadflow.events.readers import is_event_file
+        from leadflow.intake.readers import REGISTRATIONS, IntakeFileError, header_names
+
+        if is_event_file(f):
+            raise IntakeFileError(f"{Path(f).name}: is an event file (it has a type column): use 'leadflow record'.")
+        found = {REGISTRATIONS.canonical(h) for h in header_names(f)}
+        missing = [c for c in REGISTRATIONS.required if c not in found]
+        if missing:
+            raise IntakeFileError(f"{Path(f).name}: required column '{missing[0]}' "
+                                  f"({'/'.join(REGISTRATIONS.columns[missing[0]])}) is missing.")
+
+    return _flow_per_file(args.files, "registering", "", run, _intake_line, precheck, as_of)
 
 
 def cmd_dispute(args) -> int:
@@ -189,6 +230,7 @@ def cmd_dispute(args) -> int:
         customer_id = resolve_customer(conn, args.customer)
     if customer_id is None:
         return _fail("no customer matches that id, reference or phone.", 2)
+    _check_clock(_time_arg(args.as_of))
     _use_prefect()
     from flows.dispute import dispute_flow
 
@@ -267,8 +309,21 @@ def cmd_record(args) -> int:
 
         return events_file_flow(path=f, as_of=as_of, return_state=True)
 
+    def precheck(f):
+        from leadflow.events.readers import EVENTS, is_event_file
+        from leadflow.intake.readers import IntakeFileError, header_names
+
+        if is_event_file(f):
+            found = {EVENTS.canonical(h) for h in header_names(f)}
+            if "at" not in found:
+                raise IntakeFileError(f"{Path(f).name}: required column 'at' ({'/'.join(EVENTS.columns['at'])}) "
+                                      "is missing.")
+            return
+        raise IntakeFileError(f"{Path(f).name}: is not an event file: it has no 'type' (类型) column, or it is a "
+                              "registration file (use 'leadflow register').")
+
     return _flow_per_file(args.what, "recording", " (give event files, or one event type such as 'contact' with "
-                                                  "--customer)", run, _events_line)
+                                                  "--customer)", run, _events_line, precheck, as_of)
 
 
 def _record_one(args) -> int:
@@ -294,14 +349,23 @@ def _record_one(args) -> int:
             if cid is None:
                 raise ArgumentError(f"--{name.replace('_', '-')}: no customer matches that id, reference or phone.")
             event[name] = str(cid)
+    as_of = _time_arg(args.as_of)
+    _check_clock(as_of)
+    if "phone" in event:  # a link's number never becomes a flow parameter: recorded here, in this process
+        from leadflow.events.api import record_events
+
+        summary = record_events([event], as_of=as_of, source="cli")
+        print(_events_line(event["type"], summary))
+        return 0 if summary["applied"] + summary["duplicate"] == summary["rows_in"] else 1
     _use_prefect()
     from flows.events import record_events_flow
 
-    state = record_events_flow(events=[event], as_of=_time_arg(args.as_of), operator=None, return_state=True)
+    state = record_events_flow(events=[event], as_of=as_of, operator=None, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, dict) and "rows_in" in summary:
+        print(_events_line(event["type"], summary))
     if not state.is_completed():
         return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
-    summary = state.result()
-    print(_events_line(event["type"], summary))
     return 0 if summary["applied"] + summary["duplicate"] == summary["rows_in"] else 1
 
 
@@ -313,6 +377,7 @@ def _now():
 
 def cmd_tick(args) -> int:
     as_of = _time_arg(args.as_of)  # None: now, read under the clock lock
+    _check_clock(as_of)
     _use_prefect()
     from flows.clock import tick_flow
 
@@ -330,7 +395,11 @@ def cmd_state(args) -> int:
 
     ctx = stage_context(with_gate=False)
     with ctx.engine.connect() as conn:
-        as_of = _time_arg(args.as_of) or engine.clock(conn) or _now()
+        clock = engine.clock(conn)
+        as_of = _time_arg(args.as_of) or clock or _now()
+        if clock is not None and as_of < clock:
+            raise ArgumentError("--as-of is before the store's clock: the store holds what is, not what was "
+                                "(replay history with `leadflow simulate`).")
         state = world_state(conn, ctx.policy, "production", as_of)
     state.pop("scenario")
     print(json.dumps(state, ensure_ascii=False, indent=None if args.json else 2))

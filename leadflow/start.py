@@ -107,7 +107,7 @@ def history_context():
 
 def deliver_history(sample_dir: Path, inbox: Path, now: dt.datetime) -> tuple[dt.datetime, dict]:
     """The sample period up to the inbox's export (`leadflow.samples.history`); returns (when the lifecycle runs:
-    that export's time, never before the store's clock, at most now; the history's summary)."""
+    that export's time, or now when the inbox has none, never before the store's clock; the history's summary)."""
     from leadflow.samples.history import clock, deliver_history as deliver, exports
 
     ctx = history_context()
@@ -164,7 +164,7 @@ def _flush_logs() -> None:
     try:
         from prefect.logging.handlers import APILogHandler
 
-        APILogHandler.flush()
+        APILogHandler().flush()  # an instance method: sends what is queued, within 5 s
     except Exception:
         pass
 

@@ -122,8 +122,9 @@ def notify_owners(decisions: list[dict]) -> int:
     return ctx.notify(allocated) if ctx.notify else 0
 
 
-def pool_warning(summary: dict):
-    """R-ALLOC-5: leads left in the pool end the run loudly, with an artifact."""
+def pool_warning(summary: dict, data: dict | None = None):
+    """R-ALLOC-5: leads left in the pool end the run loudly, with an artifact; `data` is the run's own result,
+    kept on the Failed state so the caller still sees what became of its rows."""
     from prefect.states import Failed
 
     pooled = [d for d in summary.get("decisions", []) if d.get("action") == "pooled"]
@@ -131,7 +132,8 @@ def pool_warning(summary: dict):
                              f"them (R-ALLOC-5); they are offered again at the next allocation run.\n\n"
                              + "\n".join(f"- customer {d['customer_id']}" for d in pooled[:200]),
                              key="pool-warning", description="R-ALLOC-5: leads waiting in the pool")
-    return Failed(message=f"{summary['pooled']} leads were left in the company pool: nobody eligible (R-ALLOC-5).")
+    return Failed(message=f"{summary['pooled']} leads were left in the company pool: nobody eligible (R-ALLOC-5).",
+                  data=data)
 
 
 @task(name="publish dispute decision")

@@ -92,3 +92,22 @@ def test_r_sla_1_leadflow_record_accounts_for_every_row_of_a_gbk_file_and_names_
     done = run("record", str(f), "--as-of", "2026-02-11T09:10+08:00")
     assert "rows in 2 = applied 1 + duplicate 0 + waiting 0 + refused 1" in done.stdout
     assert "row 2: refused bad_time (at)" in done.stdout
+
+
+def test_r_sla_6_a_time_before_the_clock_is_one_sentence_and_exit_2_before_any_flow_runs(cli):
+    run, tmp = cli
+    done = run("tick", "--as-of", "2026-01-01T00:00+08:00", check=False)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "never goes back in time" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_r_reg_7_a_link_recorded_from_the_cli_never_sends_its_phone_to_prefect(cli):
+    """The linked number is recorded in this process; no flow run is created with it as a parameter."""
+    run, tmp = cli
+    done = run("record", "link", "--customer", "c1", "--phone", "139 1234 1299", "--relation", "alias",
+               "--as-of", "2026-03-20T09:00+08:00")
+    assert "applied 1" in done.stdout and "13912341299" not in done.stdout + done.stderr
+    leaked = [p for p in (tmp / "prefect").rglob("*")
+              if p.is_file() and any(form in p.read_bytes() for form in (b"1234 1299", b"12341299"))]
+    assert leaked == []

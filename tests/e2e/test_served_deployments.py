@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -63,8 +64,9 @@ def served(tmp_path_factory):
         procs.append(subprocess.Popen([str(BIN / "leadflow"), "serve", "--inbox", str(tmp / "inbox")], env=env,
                                       stdout=log, stderr=log, cwd=ROOT, start_new_session=True))
         client = httpx.Client(base_url=api, timeout=30)
-        _wait(lambda: len(_call(client, "POST", "/deployments/filter", json={"limit": 50}).json()) >= 10, 180,
-              "the served deployments")
+        declared = len(yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))["deployments"])
+        _wait(lambda: len(_call(client, "POST", "/deployments/filter", json={"limit": 50}).json()) >= declared, 180,
+              "every deployment prefect.yaml declares to be served")
         yield client, tmp
     finally:
         for p in reversed(procs):

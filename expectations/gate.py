@@ -398,6 +398,20 @@ def _raised(result: Any) -> bool:
     return any(isinstance(v, dict) and v.get("raised_exception") for v in info.values())
 
 
+def _row_reasons(row: dict, meta: dict) -> set[str]:
+    """An expectation with `reasons_from` takes the failing row's reason codes from that column's value (a
+    JSON list noted by staging); only the codes the expectation lists are taken, anything else is `validation`."""
+    import json
+
+    try:
+        codes = json.loads(row.get(meta["reasons_from"]) or "[]")
+    except (TypeError, ValueError):
+        codes = []
+    allowed = set(meta.get("reasons") or ())
+    found = {c for c in codes if isinstance(c, str) and c in allowed} if isinstance(codes, list) else set()
+    return found or {meta.get("reason") or "validation"}
+
+
 def _read_results(stage: str, results: Any, gate: GateResult) -> str | None:
     """Fill `quarantined` and `expectations_failed`; a message when a result cannot be trusted."""
     reasons: dict[int, set[str]] = {}
@@ -406,7 +420,8 @@ def _read_results(stage: str, results: Any, gate: GateResult) -> str | None:
         name = _expectation_name(config)
         if _raised(r):
             return f"the {stage} check {name} could not be evaluated."
-        reason = (config.meta or {}).get("reason") or "validation"
+        meta = config.meta or {}
+        reason = meta.get("reason") or "validation"
         res = r.result or {}
         count = int(res.get("unexpected_count") or 0)
         rows = res.get("unexpected_index_list") or []
@@ -415,7 +430,13 @@ def _read_results(stage: str, results: Any, gate: GateResult) -> str | None:
         if len(rows) != count:
             return f"the {stage} check {name} reported {count} failing rows but identified {len(rows)}."
         for row in rows:
-            reasons.setdefault(int(row["id"]), set()).add(reason)
+            found = _row_reasons(row, meta) if "reasons_from" in meta else {reason}
+            reasons.setdefault(int(row["id"]), set()).update(found)
+    for r in results.results:  # a row its reader could not split is judged by that alone, not by its fields
+        decisive = set((r.expectation_config.meta or {}).get("decisive") or ())
+        for i, rs in reasons.items():
+            if rs & decisive:
+                rs.intersection_update(set(r.expectation_config.meta.get("reasons") or ()))
     gate.quarantined = {i: sorted(rs) for i, rs in sorted(reasons.items())}
     return None
 

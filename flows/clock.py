@@ -10,10 +10,11 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 
-from prefect import flow
+from tasks.masked import flow
 from prefect.states import Completed, Failed
 
 from leadflow import engine
+from leadflow.privacy import mask_phones_in_text
 from tasks import reporting
 from tasks.context import stage_ctx
 from tasks.engine import stage_runner
@@ -64,9 +65,9 @@ def outcome_state(out: dict, data: dict | None = None):
     loud = [r["summary"]["warning"] for r in out["timed"] if r["summary"].get("mass_breach")]
     if out["pool"].get("pooled"):
         return reporting.pool_warning(out["pool"], data)
-    if loud:
-        return Failed(message=loud[0], data=summary)
-    return Completed(message=_describe(summary), data=summary)
+    if loud:  # R-REG-7: a state message is stored and shown by Prefect
+        return Failed(message=mask_phones_in_text(loud[0]), data=summary)
+    return Completed(message=mask_phones_in_text(_describe(summary)), data=summary)
 
 
 def _describe(summary: dict) -> str:

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import flow
+from tasks.masked import flow
 from prefect.states import Failed
 
 from flows.clock import engine_run
 from flows.events import PHONE_REFUSED
 from leadflow.events.record import batch_id_for, payload_digest
-from leadflow.rules.registration import mask_phones_in_text
+from leadflow.privacy import mask_phones_in_text
 from tasks import engine as steps
 from tasks import reporting, stages
 
 
-@flow(name="dispute", flow_run_name="dispute customer {customer}")
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return mask_phones_in_text(f"dispute customer {flow_run.parameters.get('customer')}")  # R-REG-7
+
+
+@flow(name="dispute", flow_run_name=_run_name)
 def dispute_flow(customer: int | str, claimants: list[str] | None = None, as_of: dt.datetime | None = None):
     """Decide who the customer's deal belongs to from the recorded history; same history, nothing new."""
     if mask_phones_in_text(str(customer)) != str(customer):
@@ -37,8 +43,9 @@ def dispute_flow(customer: int | str, claimants: list[str] | None = None, as_of:
 
     out, summary = engine_run(as_of, act)
     if summary["refused"]:
-        return Failed(message="; ".join(f"{p['type']} refused: {p['reason']} ({p['detail'] or 'see the ledger'})"
-                                        for p in summary["problems"]))
+        return Failed(message=mask_phones_in_text("; ".join(f"{p['type']} refused: {p['reason']} "
+                                                            f"({p['detail'] or 'see the ledger'})"
+                                                            for p in summary["problems"])))
     decision = stages.last_dispute_decision(customer_id)
     if decision is None:
         return Failed(message=f"customer {customer_id}: no decision was recorded (see the validation artifact).")

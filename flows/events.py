@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from prefect import flow, task
+from tasks.masked import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed
@@ -20,14 +20,14 @@ from flows.clock import engine_run, outcome_state
 from leadflow.events.record import batch_id_for, payload_digest
 from leadflow.rules.registration import mask_phones_in_text
 from tasks import engine as steps
-from tasks.reporting import _key
+from tasks.reporting import _key, publishing
 
 PHONE_REFUSED = ("a phone number cannot be a flow parameter (Prefect stores and shows parameters): name the "
                  "customer by id or registration reference, deliver the event in an event file, or use "
                  "`leadflow record` on the command line, which resolves and records phones locally.")
 
 
-@task(name="publish event summary")
+@publishing("publish event summary")
 def publish_events(source: str, summary: dict) -> None:
     lines = [f"# Events: {source}", "",
              f"rows in **{summary['rows_in']}** = applied **{summary['applied']}** + duplicate "

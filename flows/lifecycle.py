@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from prefect import flow
+from tasks.masked import flow
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
@@ -12,6 +12,7 @@ from flows.clock import run_name, tick_flow
 from flows.events import events_file_flow
 from flows.intake import intake_flow
 from flows.reports import weekly_rotation_report_flow
+from leadflow.spool import display_name, spooled
 
 PATTERNS = ("*.csv", "*.jsonl", "*.ndjson", "*.xlsx")
 
@@ -30,15 +31,16 @@ def _is_event_file(path: str) -> bool:
         return False  # the intake flow says in one sentence why the file cannot be read
 
 
-@flow(name="inbox", flow_run_name=lambda: f"inbox {Path(flow_run.parameters['inbox']).name}")
+@flow(name="inbox", flow_run_name=lambda: f"inbox {display_name(flow_run.parameters['inbox'])}")
 def inbox_flow(inbox: str, as_of: dt.datetime | None = None) -> dict:
     """Take every file dropped in the inbox, in name order: an event file (it has a `type` column) is
     recorded, any other is registered; a file taken before changes nothing (R-REG-4)."""
     results = {}
     for path in inbox_files(inbox):
         sub = events_file_flow if _is_event_file(path) else intake_flow
-        state = sub(path=path, as_of=as_of, return_state=True)
-        results[Path(path).name] = state.type.value
+        with spooled(path) as given:  # R-REG-7: a phone in a file's name never reaches Prefect
+            state = sub(path=given, as_of=as_of, return_state=True)
+        results[display_name(path)] = state.type.value
     return results
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import flow, task
+from tasks.masked import flow, task
 from prefect.artifacts import create_table_artifact
 
 from flows.timed import run_name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import flow
+from tasks.masked import flow
 
 from flows.clock import run_name
 from leadflow.samples.feed import LOOKAHEAD

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import flow
+from tasks.masked import flow
 
 from flows.clock import catch_up, run_name
 

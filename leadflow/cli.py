@@ -7,7 +7,9 @@ import logging
 import os
 import sys
 
-from leadflow.errors import USER_ERRORS, one_line
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadflow.errors import USER_ERRORS, ArgumentError, one_line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,10 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--claimant", action="append", default=[], help="a person claiming credit (repeatable)")
     d.add_argument("--as-of", help="when the rerun happens (default now; never before the clock)")
     rp = sub.add_parser("report", help="allocations, breaches or fairness for a period")
-    rp.add_argument("what", choices=["allocations", "breaches", "fairness"])
+    rp.add_argument("what", choices=["allocations", "breaches", "fairness", "customers"])
     rp.add_argument("--since", help="start date YYYY-MM-DD (default: 7 days ago)")
     rp.add_argument("--until", help="end date YYYY-MM-DD, exclusive (default: tomorrow)")
     rp.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rp.add_argument("--full-phones", action="store_true",
+                    help="customers only: full numbers instead of 138****8000, recorded on the ledger (R-REG-7)")
+    rp.add_argument("--by", help="with --full-phones: who exports (default: your login name)")
+    fg = sub.add_parser("forget", help="erase a customer's name and phone numbers on request (PIPL), on the ledger")
+    fg.add_argument("customer", help="customer id, registration or external reference, or phone")
+    fg.add_argument("--by", help="who carries out the request (default: your login name)")
     return p
 
 
@@ -63,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("LEADFLOW_LOG_LEVEL", "WARNING"), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from leadflow.wiring import install_log_masking
+    from leadflow.privacy import install_log_masking  # R-REG-7: every handler, Prefect's too; uncaught errors
 
     install_log_masking()
     try:
@@ -72,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(one_line(e), 2)
     except KeyboardInterrupt:
         return _fail("interrupted.", 130)
+    except SQLAlchemyError as e:  # issue 8.7: a database error is one sentence, never SQL and its parameters
+        if os.environ.get("LEADFLOW_DEBUG"):
+            raise
+        from leadflow.store.transient import database_sentence
+
+        return _fail(database_sentence(e), 1)
     except Exception as e:  # never a traceback for the operator; LEADFLOW_DEBUG=1 shows it
         if os.environ.get("LEADFLOW_DEBUG"):
             raise
@@ -79,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"leadflow: {message}", file=sys.stderr)
+    from leadflow.privacy import mask_phones_in_text
+
+    print(f"leadflow: {mask_phones_in_text(message)}", file=sys.stderr)  # R-REG-7, whatever failed
     sys.exit(code)
 
 
@@ -129,14 +145,19 @@ def _finish(state, describe) -> int:
     if state.is_completed():
         print(describe(state.result()))
         return 0
-    return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
+    return _fail(one_line(state.message) if state.message else f"the flow run ended {state.type.value}.", 1)
 
 
 def _intake_line(name: str, s: dict) -> str:
-    return (f"{name}: rows in {s['rows_in']} = accepted {s['accepted']} + attached {s['attached']} + "
-            f"quarantined {s['quarantined']}" + (" (already registered: nothing changed)" if s.get("already_registered")
-                                                 else f"; allocated {s['allocation']['allocated']}, "
-                                                      f"left in the pool {s['allocation']['pooled']}"))
+    head = (f"{name}: rows in {s['rows_in']} = accepted {s['accepted']} + attached {s['attached']} + "
+            f"quarantined {s['quarantined']}")
+    pool = s.get("allocation") or {}
+    if s.get("already_registered"):
+        if pool.get("allocated"):
+            return head + (f" (already registered; {pool['allocated']} leads left waiting by an earlier run "
+                           f"allocated now, {pool['pooled']} still in the pool)")
+        return head + " (already registered: nothing changed)"
+    return head + f"; allocated {pool.get('allocated', 0)}, left in the pool {pool.get('pooled', 0)}"
 
 
 def _check_clock(as_of) -> None:
@@ -168,7 +189,8 @@ def _flow_per_file(files: list[str], what: str, hint: str, run, describe, preche
     from rich.progress import Progress
 
     from leadflow.intake.readers import IntakeFileError
-    from leadflow.rules.registration import mask_phones_in_text
+    from leadflow.privacy import mask_phones_in_text
+    from leadflow.spool import spooled
 
     for f in files:
         if not Path(f).is_file():
@@ -183,22 +205,24 @@ def _flow_per_file(files: list[str], what: str, hint: str, run, describe, preche
         bar = progress.add_task(what, total=len(files))
         for f in files:
             name = mask_phones_in_text(Path(f).name)
-            state = run(f)
+            with spooled(f) as given:  # R-REG-7: a phone in the file's name never reaches Prefect
+                state = run(given)
             result = state.result(raise_on_failure=False)
             if isinstance(result, dict) and "rows_in" in result:
                 progress.console.print(describe(name, result), soft_wrap=True, markup=False)
             if not state.is_completed():
                 failed += 1
-                errors.print(mask_phones_in_text(f"{name}: {state.message or state.type.value}"), style="red",
+                why = one_line(state.message) if state.message else state.type.value
+                errors.print(why if why.startswith(f"{name}:") else f"{name}: {why}", style="red",
                              soft_wrap=True, markup=False)
             progress.advance(bar)
     return 1 if failed else 0
 
 
 def cmd_register(args) -> int:
+    """One intake flow run per file, with a progress bar over the files."""
     from pathlib import Path
 
-    """One intake flow run per file, with a progress bar over the files."""
     as_of = _time_arg(args.as_of)
 
     def run(f):
@@ -258,9 +282,29 @@ def cmd_serve(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from leadflow.forget import ErasureError, operator
     from leadflow.report_cli import report
 
-    return report(args.what, args.since, args.until, args.format)
+    if args.full_phones and args.what != "customers":
+        raise ArgumentError("--full-phones applies to the customers report only (the others carry no phone).")
+    try:
+        by = operator(args.by) if args.full_phones else None
+    except ErasureError:
+        raise ArgumentError("say who exports the full numbers with --by.") from None
+    return report(args.what, args.since, args.until, args.format, full_phones=args.full_phones, by=by)
+
+
+def cmd_forget(args) -> int:
+    """PIPL erasure on request: the customer's name and numbers leave the store; the ledger records it."""
+    from leadflow.forget import ErasureError, describe, forget, operator
+    from leadflow.wiring import stage_context
+
+    try:
+        erasure = forget(stage_context(with_gate=False), args.customer, by=operator(args.by))
+    except ErasureError as e:
+        raise ArgumentError(str(e)) from None
+    print(describe(erasure))
+    return 0
 
 
 def _time_arg(value: str | None, what: str = "--as-of"):
@@ -277,10 +321,6 @@ def _time_arg(value: str | None, what: str = "--as-of"):
     if t is None:
         raise ArgumentError(f"{what} {value!r} is not a time (write e.g. 2026-03-02T09:00+08:00).")
     return t.astimezone(dt.timezone.utc)
-
-
-class ArgumentError(ValueError):
-    """A bad argument: one sentence, exit 2."""
 
 
 def _events_line(name: str, s: dict) -> str:
@@ -365,7 +405,7 @@ def _record_one(args) -> int:
     if isinstance(summary, dict) and "rows_in" in summary:
         print(_events_line(event["type"], summary))
     if not state.is_completed():
-        return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
+        return _fail(one_line(state.message) if state.message else f"the flow run ended {state.type.value}.", 1)
     return 0 if summary["applied"] + summary["duplicate"] == summary["rows_in"] else 1
 
 
@@ -383,7 +423,7 @@ def cmd_tick(args) -> int:
 
     state = tick_flow(as_of=as_of, return_state=True)
     if not state.is_completed():
-        return _fail(state.message or f"the flow run ended {state.type.value}.", 1)
+        return _fail(one_line(state.message) if state.message else f"the flow run ended {state.type.value}.", 1)
     print(state.message)
     return 0
 
@@ -407,7 +447,8 @@ def cmd_state(args) -> int:
 
 
 COMMANDS = {"record": cmd_record, "tick": cmd_tick, "state": cmd_state, "simulate": cmd_simulate, "db": cmd_db, "org": cmd_org, "register": cmd_register,
-            "dispute": cmd_dispute, "start": cmd_start, "serve": cmd_serve, "report": cmd_report}
+            "dispute": cmd_dispute, "start": cmd_start, "serve": cmd_serve, "report": cmd_report,
+            "forget": cmd_forget}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from leadflow import failpoints
 from leadflow.clock import local
 from leadflow.events import record as events
 from leadflow.stages import allocation, intake, timed, validation
@@ -111,6 +112,17 @@ def offer_pool(ctx: StageContext, as_of: dt.datetime) -> dict:
         return allocation.allocate_pool(conn, ctx, as_of)
 
 
+def merge_offers(*offers: dict | None) -> dict:
+    """One allocation summary for several pool offers of a run (the offer before the act allocates what a
+    crashed earlier run left waiting; a rerun must say so)."""
+    merged = {"offered": 0, "allocated": 0, "pooled": 0, "decisions": []}
+    for o in offers:
+        for k in ("offered", "allocated", "decisions"):
+            merged[k] += (o or {}).get(k, 0 if k != "decisions" else [])
+    merged["pooled"] = (offers[-1] or {}).get("pooled", 0) if offers else 0
+    return merged
+
+
 def _settle_events(ctx: StageContext, as_of: dt.datetime) -> dict:
     ready = events.retry_waiting(ctx, as_of)
     applied = events.apply_pending(ctx, as_of)
@@ -124,6 +136,7 @@ def run(ctx: StageContext, as_of: dt.datetime | None, runner: StageRunner | None
     Yields (the run's context, its outcome so far); `out["as_of"]` is the run's time (now when `as_of` is None)."""
     with clock_lock(ctx):
         as_of, before = advance_clock(ctx, as_of)
+        failpoints.hit("engine.clock")
         rctx = replace(ctx, run_after=before)
         out: dict = {"as_of": as_of, "previous": before}
         validation.recheck_holds(rctx, as_of)  # R-VAL-2: a fixed record is released before the stages read
@@ -150,10 +163,13 @@ def register(ctx: StageContext, batch_id: str, source: str, rows: list[dict], as
     """Register a batch of registration rows (INTAKE.md) as one run: catch up, intake + allocation, offer.
 
     The registration is allocated when it reaches LeadFlow (`as_of`); `registered_at` stays its own fact.
-    Returns the intake summary (rows_in, accepted, attached, quarantined, allocation, docs) plus `run`.
+    Returns the intake summary (rows_in, accepted, attached, quarantined, allocation, docs) plus `run`;
+    a batch decided before comes back with `already_registered`, and the offer still allocates whatever a
+    crashed earlier run left waiting.
     Raises intake.StageFailure (one sentence) when the batch is broken as a whole (R-VAL-3)."""
     with run(ctx, as_of, runner) as (rctx, out):
         summary = intake.run_intake(rctx, batch_id, source, rows, out["as_of"], digest)
+        summary["allocation"] = merge_offers(out.get("pool_before"), offer_pool(rctx, out["as_of"]))
     summary["run"] = out
     return summary
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from leadflow.intake.readers import IntakeFileError
 from leadflow.orgfile import OrgFileError
 from leadflow.policy import PolicyError
-from leadflow.rules.registration import mask_phones_in_text
+from leadflow.privacy import mask_phones_in_text
 from leadflow.scenario import ScenarioError
 from leadflow.engine import ClockError
 from leadflow.stages.intake import StageFailure
@@ -12,7 +12,13 @@ from leadflow.stages.people import OrgError
 from leadflow.stages.validation import ValidationFailure
 from leadflow.store.db import StoreError
 
-USER_ERRORS = (IntakeFileError, OrgFileError, PolicyError, ScenarioError, ClockError, StageFailure,
+
+
+class ArgumentError(ValueError):
+    """A bad command-line argument or option value: one sentence, exit 2."""
+
+
+USER_ERRORS = (ArgumentError, IntakeFileError, OrgFileError, PolicyError, ScenarioError, ClockError, StageFailure,
                OrgError, StoreError, ValidationFailure)
 
 

@@ -1,4 +1,5 @@
-"""Reports from the ledger (R-ALLOC-7): allocations, breaches and fairness for a period."""
+"""Reports from the ledger (R-ALLOC-7): allocations, breaches and fairness for a period; the customers registered
+in it, their numbers masked (R-REG-7) unless exported in full on the record (`full_phone_export`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,8 +8,9 @@ from collections import Counter, defaultdict
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from leadflow.rules.registration import mask_phone
 from leadflow.rules.tiers import eligible_tiers
-from leadflow.store.models import Breach, Customer, Ledger, Person
+from leadflow.store.models import Breach, Customer, CustomerPhone, Ledger, Person
 
 
 def allocations(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[dict]:
@@ -51,3 +53,39 @@ def fairness(conn: Connection, start: dt.datetime, end: dt.datetime) -> list[dic
             out.append({"tier": tier, "person": pid, "leads": got[(tier, pid)], "eligible_share": round(expected, 2),
                         "difference": round(got[(tier, pid)] - expected, 2)})
     return out
+
+
+def customers(conn: Connection, start: dt.datetime, end: dt.datetime, full_phones: bool = False) -> list[dict]:
+    """Customers created in [start, end): tier, status, owner and every number reaching them (own number first),
+    masked `138****8000` (R-REG-7) unless `full_phones` (only through `full_phone_export`)."""
+    rows = conn.execute(select(Customer.id, Customer.name, Customer.tier, Customer.status, Customer.owner_id,
+                               Customer.department_id, Customer.channel, Customer.created_at)
+                        .where(Customer.created_at >= start, Customer.created_at < end).order_by(Customer.id)).all()
+    phones: dict[int, list[str]] = defaultdict(list)
+    ids = [r.id for r in rows]
+    for i in range(0, len(ids), 5000):
+        for cid, phone in conn.execute(select(CustomerPhone.customer_id, CustomerPhone.phone)
+                                       .where(CustomerPhone.customer_id.in_(ids[i:i + 5000]))
+                                       .order_by(CustomerPhone.relation != "primary", CustomerPhone.phone)):
+            phones[cid].append(phone if full_phones else mask_phone(phone))
+    return [{"customer": r.id, "name": r.name, "phones": " / ".join(phones[r.id]), "tier": r.tier,
+             "status": r.status, "owner": r.owner_id, "department": r.department_id, "channel": r.channel,
+             "created": r.created_at.isoformat()} for r in rows]
+
+
+def full_phone_export(conn: Connection, policy_version: str, by: str, start: dt.datetime, end: dt.datetime,
+                      fmt: str) -> list[dict]:
+    """R-REG-7's one dedicated export: the customers report with full numbers, recorded on the ledger in the
+    same transaction (action `export_full_phones`: who, when, the period, how many numbers and customers)."""
+    from leadflow import engine
+    from leadflow.store import ledger
+
+    rows = customers(conn, start, end, full_phones=True)
+    numbers = sum(len(r["phones"].split(" / ")) for r in rows if r["phones"])
+    now = dt.datetime.now(dt.timezone.utc)
+    ledger.append(conn, [ledger.entry(max(now, engine.clock(conn) or now), "R-REG-7", "export_full_phones",
+                                      f"{numbers} full phone numbers exported by {by}", explanation={
+                                          "by": by, "report": "customers", "since": start.isoformat(),
+                                          "until": end.isoformat(), "format": fmt, "numbers": numbers,
+                                          "customers": len(rows)})], policy_version, None)
+    return rows

@@ -26,12 +26,20 @@ UI = "http://127.0.0.1:{port}"
 
 
 def prefect_env(port: int = 4200) -> dict[str, str]:
-    """Prefect's home and API address for this project (set before Prefect is imported)."""
+    """Prefect's home and API address for this project (set before Prefect is imported).
+
+    R-REG-7: Prefect's log handlers carry the masking filter (leadflow/logging.yml), and no task result is
+    persisted under PREFECT_HOME/storage even when the server names a default result storage (a task's result
+    lives in memory; a failed flow's exception is persisted by Prefect whatever the setting, masked at its source).
+    """
+    from leadflow.privacy import LOGGING_CONFIG
+
     settings = get_settings()
     home = settings.data_dir / "prefect"
     home.mkdir(parents=True, exist_ok=True)
     env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": f"{UI.format(port=port)}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": f"{UI.format(port=port)}/api"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": f"{UI.format(port=port)}/api",
+           "PREFECT_LOGGING_SETTINGS_PATH": str(LOGGING_CONFIG), "PREFECT_TASKS_DEFAULT_PERSIST_RESULT": "false"}
     for key, value in env.items():
         os.environ.setdefault(key, value)
     return env

@@ -1,35 +1,13 @@
 """The one place that wires the environment: database, policy, validation gate, notifier."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from leadflow.policy import Policy, load_policy
+from leadflow.privacy import MaskingFilter, install_log_masking  # noqa: F401 (R-REG-7: wired here)
 from leadflow.settings import get_settings
 from leadflow.stages.context import StageContext
 from leadflow.store.db import check_connection, make_engine
-
-
-class MaskingFilter(logging.Filter):
-    """R-REG-7: no log record leaves the process with an unmasked phone number in it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from leadflow.rules.registration import mask_phones_in_text
-
-        message = record.getMessage()
-        masked = mask_phones_in_text(message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-def install_log_masking() -> None:
-    mask = MaskingFilter()
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(mask)
-    for name in ("prefect", "leadflow", "great_expectations"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(mask)
 
 
 def make_gate(url: str, schema: str | None, policy: Policy, docs_dir: Path | None = None):

@@ -9,12 +9,13 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from prefect import task
+from tasks.masked import task
 from prefect.cache_policies import NO_CACHE
 
 from leadflow.clock import business_time_label
 from leadflow.settings import configured_policy
 from leadflow.stages.context import StageContext
+from leadflow.store.transient import retry_transient
 from tasks.context import stage_ctx
 
 TITLES = {"sla_check": "SLA check", "monthly_audit": "monthly audit listing", "audit_grace": "audit hand-over",
@@ -26,7 +27,8 @@ def run_ctx(run_after: dt.datetime | None) -> StageContext:
     return dataclasses.replace(stage_ctx(), run_after=run_after)
 
 
-@task(name="time-driven stage", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
+@task(name="time-driven stage", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5],
+      retry_condition_fn=retry_transient)
 def timed_stage(stage: str, at: dt.datetime, work: Callable[[], dict]) -> dict:
     """One due instant of one time-driven stage (idempotent in `at`, so a retry records nothing twice)."""
     return work()
@@ -53,7 +55,8 @@ def stage_runner(stage: str, at: dt.datetime, work: Callable[[], dict]) -> dict:
     return summary
 
 
-@task(name="record events", cache_policy=NO_CACHE)
+@task(name="record events", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5],
+      retry_condition_fn=retry_transient)
 def record_events(batch_id: str, source: str, rows: list[dict], as_of: dt.datetime, run_after: dt.datetime | None,
                   operator: str | None = None, digest: str | None = None) -> dict:
     """Stage a delivery's events and apply them in time order; its summary (no phones)."""
@@ -65,7 +68,8 @@ def record_events(batch_id: str, source: str, rows: list[dict], as_of: dt.dateti
     return record.finish(ctx, batch_id, as_of)
 
 
-@task(name="record an event file", cache_policy=NO_CACHE)
+@task(name="record an event file", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5],
+      retry_condition_fn=retry_transient)
 def record_file(batch_id: str, source: str, path: str, as_of: dt.datetime, run_after: dt.datetime | None,
                 operator: str | None = None, digest: str | None = None) -> dict | str:
     """Read an event file here (its rows never travel through Prefect), stage and apply it; its summary,

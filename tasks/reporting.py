@@ -1,16 +1,38 @@
 """Artifacts people read in the Prefect UI; phones are always masked (R-REG-7)."""
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 
-from prefect import task
+from tasks.masked import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
 from leadflow.rules.registration import mask_phones_in_text
 from leadflow.store.models import Customer, Registration
 from tasks.context import stage_ctx
+
+
+
+def publishing(name: str):
+    """A publishing task (artifact, notification): it runs after the data committed, so it never fails the
+    run (issue 8.5). A failure is logged as one masked sentence saying the data is committed; the task
+    returns None."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - reporting must not undo the truth of a committed run
+                from prefect import get_run_logger
+
+                get_run_logger().warning(mask_phones_in_text(
+                    f"{name} could not be published ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                    "the data of this run is committed and correct: only this report is missing."))
+                return None
+        return task(name=name, retries=1, retry_delay_seconds=2)(guarded)
+    return wrap
 
 
 def _key(text: str) -> str:
@@ -25,7 +47,7 @@ def _key(text: str) -> str:
     return key[:60] or "run"
 
 
-@task(name="publish validation summary")
+@publishing("publish validation summary")
 def publish_validation(gate) -> None:
     reasons = Counter(r for rs in gate.quarantined.values() for r in rs)
     lines = [f"# Validation: {gate.stage} suite", "",
@@ -39,7 +61,7 @@ def publish_validation(gate) -> None:
                              description="R-VAL-1..3 validation before the stage")
 
 
-@task(name="publish intake summary")
+@publishing("publish intake summary")
 def publish_intake(source: str, batch_id: str, summary: dict) -> None:
     ctx = stage_ctx()
     with ctx.engine.connect() as conn:
@@ -50,11 +72,11 @@ def publish_intake(source: str, batch_id: str, summary: dict) -> None:
     create_table_artifact(table, key=_key(f"intake-{source}"),
                           description=(f"{source}: rows in {summary['rows_in']} = accepted {summary['accepted']} "
                                        f"+ attached {summary['attached']} + quarantined {summary['quarantined']}"
-                                       + (" (already registered: nothing changed)"
+                                       + (" (already registered; the pool was offered again)"
                                           if summary.get("already_registered") else "")))
 
 
-@task(name="publish allocation table")
+@publishing("publish allocation table")
 def publish_allocations(title: str, decisions: list[dict]) -> int:
     """R-ALLOC-7: the published allocation, from the ledger entries the stage wrote."""
     if not decisions:
@@ -80,21 +102,21 @@ def _table(rows: list[dict], key: str, description: str) -> None:
     create_table_artifact(rows or [{"result": "nothing to report"}], key=_key(key), description=description)
 
 
-@task(name="publish SLA breaches")
+@publishing("publish SLA breaches")
 def publish_breaches(summary: dict) -> None:
     _table(summary.get("rows", []), "sla-breaches",
            f"R-SLA-1..4 breaches recorded as of {summary.get('as_of')}: {summary.get('breaches', 0)} "
            f"(fines {summary.get('fines', 0)}, pauses {summary.get('pauses', 0)})")
 
 
-@task(name="publish audit listing")
+@publishing("publish audit listing")
 def publish_audit(summary: dict) -> None:
     """R-SLA-5: EC未有效跟进记录表, one row per listed lead, grouped by the department's manager."""
     rows = sorted(summary.get("listing", []), key=lambda r: (r["manager"], r["owner"], r["customer_id"]))
     _table(rows, "monthly-audit-listing", f"R-SLA-5 listing as of {summary.get('as_of')}: {len(rows)} leads")
 
 
-@task(name="publish expiry reassignments")
+@publishing("publish expiry reassignments")
 def publish_expiry(summary: dict) -> None:
     """R-CONV-2 with its consequences: the previous owner is barred from the tier and keeps a commission claim."""
     new_owner = {d.get("customer_id"): d.get("person_id") for d in summary.get("decisions", [])}
@@ -105,7 +127,7 @@ def publish_expiry(summary: dict) -> None:
     _table(rows, "conversion-expiry", f"R-CONV-2 reassignments as of {summary.get('as_of')}: {len(rows)}")
 
 
-@task(name="publish review")
+@publishing("publish review")
 def publish_review(summary: dict) -> None:
     rows = [{"what": "customer tier", "id": c["cid"], "from": c["old"], "to": c["new"]}
             for c in summary.get("retiered", [])]
@@ -114,7 +136,7 @@ def publish_review(summary: dict) -> None:
     _table(rows, "quarterly-review", f"R-TIER-5 review as of {summary.get('as_of')}")
 
 
-@task(name="notify owners")
+@publishing("notify owners")
 def notify_owners(decisions: list[dict]) -> int:
     """Tell each new owner (a log line by default; a Prefect webhook block when configured)."""
     ctx = stage_ctx()
@@ -136,7 +158,7 @@ def pool_warning(summary: dict, data: dict | None = None):
                   data=data)
 
 
-@task(name="publish dispute decision")
+@publishing("publish dispute decision")
 def publish_dispute(customer_id: int, decision: dict) -> None:
     """R-DISP-8: the decision, the deciding rule and the evidence, shown with the run."""
     lines = [f"# Dispute over customer {customer_id}", "", f"Deciding rule: **{decision['rule']}**"
@@ -150,7 +172,7 @@ def publish_dispute(customer_id: int, decision: dict) -> None:
                              description=f"R-DISP-8 decision for customer {customer_id}")
 
 
-@task(name="publish records on hold")
+@publishing("publish records on hold")
 def publish_holds() -> int:
     """R-VAL-2: every record a stage's suite keeps out of that stage, on every run until it is fixed."""
     from leadflow.stages.validation import open_holds

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from prefect import task
+from tasks.masked import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.context import stage_ctx

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import task
-from sqlalchemy import select
+from tasks.masked import task
 
 from leadflow.stages import audit, conversion, disputes, review, sla, validation
 from leadflow.stages.allocation import allocate_pool
-from leadflow.store.models import Assignment, Customer, Registration
 from tasks.context import stage_ctx
 
 

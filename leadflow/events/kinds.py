@@ -73,3 +73,8 @@ class Refusal(StrEnum):
     NO_OWNER = "no_owner"  # a record with no `by` for a customer nobody owns
     RULE = "rule"  # the rule refused it (the ledger says why)
     HELD = "held"  # R-VAL-2: the customer's record is on hold for this stage until it is fixed
+    # What the file reader found in the row (leadflow.intake.cells.Problem): the row cannot be taken as written
+    TOO_LONG = "too_long"  # a value longer than its field holds
+    BAD_QUOTE = "bad_quote"  # a quote opened in the row and never closed
+    RAGGED = "ragged"  # a CSV row whose cells do not line up with the header
+    BAD_JSON = "bad_json"  # a JSON Lines line that is not a JSON object

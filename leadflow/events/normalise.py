@@ -12,8 +12,12 @@ import hashlib
 from typing import Any
 
 from leadflow.events.kinds import CHOICES, EVENT_FIELDS, LIFECYCLE_TYPES, PERSON_FIELDS, RECORD_KINDS, Refusal
+from leadflow.intake.cells import Problem, strip_controls
 from leadflow.policy import Policy
-from leadflow.rules.registration import mask_phone, normalise_phone, parse_amount, parse_registered_at, parse_target
+from leadflow.rules.registration import (
+    mask_phone, mask_phones_in_text, normalise_phone, parse_amount, parse_registered_at, parse_target,
+)
+from leadflow.store.models import Event
 
 # A time a little after the delivery is a clock skew between systems, not a record from the future.
 CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -24,12 +28,30 @@ _TYPE_ALIASES = {"联系": "contact", "首次联系": "contact", "录入crm": "c
                  "协助": "help", "认领": "claim", "离职": "depart", "争议": "dispute"}
 
 
+# The event's text columns and their sizes: a longer value refuses its row (`too_long`) and is kept cut to fit.
+_LIMITS = {c: Event.__table__.c[c].type.length
+           for c in ("source_event_id", "customer_key", "other_customer_key", "by", "person", "department")}
+# The reader's problems, most telling first: a row the reader could not split cannot be judged further.
+_READER_PROBLEMS = (Problem.BAD_JSON, Problem.BAD_QUOTE, Problem.RAGGED, Problem.TOO_LONG)
+
+
 def text(v: Any) -> str | None:
-    """A cell as trimmed text, None when blank."""
+    """A cell as trimmed text without control characters, None when blank."""
     if v is None:
         return None
-    s = str(v).strip()
+    s = strip_controls(str(v)).strip()
     return s or None
+
+
+def _cut(out: dict) -> str | None:
+    """Cut the record's values to their columns; the first field that was too long, or None."""
+    first = None
+    for column, limit in _LIMITS.items():
+        value = out[column]
+        if isinstance(value, str) and len(value) > limit:
+            out[column] = value[:limit]
+            first = first or column
+    return first
 
 
 def event_type(raw: Any) -> str | None:
@@ -44,14 +66,16 @@ def event_type(raw: Any) -> str | None:
 
 
 def customer_reference(raw: Any) -> tuple[str | None, str | None]:
-    """(key as stored, normalised phone): a phone-shaped name is kept only masked, its number apart (R-REG-7)."""
+    """(key as stored, normalised phone): a phone-shaped name is kept only masked, its number apart (R-REG-7).
+
+    A name that is not one phone but holds one (an extension, two numbers) is kept masked, without a number."""
     key = text(raw)
     if key is None:
         return None, None
     phone, kind = normalise_phone(key)
     if kind in ("mobile", "landline"):
         return mask_phone(phone), phone
-    return key, None
+    return mask_phones_in_text(key), None
 
 
 def dedupe_key(e: dict) -> str:
@@ -74,10 +98,12 @@ def normalise_event(row: dict, *, as_of: dt.datetime, policy: Policy, people: se
                     departments: set[str]) -> dict:
     """A row -> a dict for the `events` table, with `status`/`reason` set when it is refused at once.
 
-    Refusal reasons (`leadflow.events.kinds.Refusal`): unknown_type, missing_field, bad_time (an
-    unparseable `at` or `recorded_at`), future_time (done after it was recorded, beyond 5 minutes of
-    clock skew), too_late (R-SLA-7: a record that reached LeadFlow more than `sla.max_lateness_days`
-    after it was made), unknown_person, unknown_department, bad_value, amount, phone, share.
+    Refusal reasons (`leadflow.events.kinds.Refusal`): bad_json, bad_quote, ragged, too_long (what the
+    file reader found, the row's `problems`; too_long also for a value longer than its column), unknown_type,
+    missing_field, bad_time (an `at` or `recorded_at` given that is not a time between 1970 and 2099),
+    future_time (done after it was recorded, beyond 5 minutes of clock skew), too_late (R-SLA-7: a record
+    that reached LeadFlow more than `sla.max_lateness_days` after it was made), unknown_person,
+    unknown_department, bad_value, amount, phone, share.
     `recorded_at` defaults to `as_of` (the delivery). Never raises for a bad row.
     """
     kind = event_type(row.get("type"))
@@ -97,8 +123,19 @@ def normalise_event(row: dict, *, as_of: dt.datetime, policy: Policy, people: se
             out["fields"] = {**out["fields"], "problem": detail}
         return out
 
+    long_field = _cut(out)
+    problems = set(row.get("problems") or ())
+    for problem in _READER_PROBLEMS:
+        if problem.value in problems:
+            return refuse(Refusal(problem.value))
+    if long_field:
+        return refuse(Refusal.TOO_LONG, long_field)
     if kind is None or kind not in LIFECYCLE_TYPES:
-        return refuse(Refusal.UNKNOWN_TYPE, f"type {text(row.get('type'))!r}"[:120])
+        return refuse(Refusal.UNKNOWN_TYPE, mask_phones_in_text(f"type {text(row.get('type'))!r}"[:120]))
+    for name, key in (("customer", customer_key), ("with_customer", other_key)):
+        if key is not None and key != text(row.get(name)) and not (name == "customer" and phone):
+            # R-REG-2: a number with an extension, or two numbers, is not one customer's phone
+            return refuse(Refusal.PHONE, name)
     required, optional = EVENT_FIELDS[kind]
     for name in required:
         if text(row.get(name)) is None:

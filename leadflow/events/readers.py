@@ -47,8 +47,10 @@ def is_event_file(path: str | Path) -> bool:
 
 
 def iter_event_rows(path: str | Path) -> Iterator[dict]:
-    """Every data row of an event file as a dict of canonical columns (None when blank), plus
-    `row_number` and `raw`. Raises IntakeFileError (one sentence) when the file cannot be read."""
+    """Every data row of an event file as a dict of canonical columns (None when blank), plus `row_number` and,
+    on a row that cannot be taken as written, `problems` (too_long, bad_quote, ragged, bad_json: the row is
+    refused with it). Raises IntakeFileError (one sentence) when the file cannot be read; a file with a header
+    and no rows is an empty delivery (rows in 0), not an error."""
     for row in iter_rows(path, EVENTS):
         row.pop("raw", None)  # the raw cells may hold phone numbers; the canonical ones are all we keep
         yield row

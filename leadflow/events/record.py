@@ -20,12 +20,13 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
+from leadflow import failpoints
 from leadflow.events import apply as appliers
 from leadflow.events.kinds import RECORD_KINDS, EventStatus, Refusal
 from leadflow.events.normalise import dedupe_key, normalise_event
 from leadflow.events.resolve import resolve_keys, resolve_phones
 from leadflow.stages.context import StageContext
-from leadflow.store.bulk import insert_rows
+from leadflow.store.bulk import claim, insert_rows
 from leadflow.store.models import Department, Event, EventBatch, Person
 
 PENDING = "pending"  # stored, not yet applied (only between the two steps, or after a crash)
@@ -56,14 +57,17 @@ def stage_events(ctx: StageContext, batch_id: str, source: str, rows: Iterable[d
                  operator: str | None = None, digest: str | None = None) -> dict:
     """Store a delivery's rows as events (pending, waiting or refused) and count its duplicates.
 
-    `rows` are canonical event rows (see `leadflow.events.normalise`). One transaction; a rerun of an
-    unfinished delivery stores nothing twice (its stored keys are duplicates of themselves and skipped).
-    Returns {"rows_in", "duplicate"}.
+    `rows` are canonical event rows (see `leadflow.events.normalise`). One transaction, which first claims the
+    delivery (INSERT … ON CONFLICT DO NOTHING on its id): a delivery claimed before — staged before a crash, or
+    by a run at the same time — stores nothing again, and its rows are applied from what is stored.
+    Returns {"rows_in", "duplicate"}, both None when the delivery was claimed before.
     """
     policy = ctx.policy
+    bt = EventBatch.__table__
     with ctx.engine.begin() as conn:
-        if conn.execute(select(EventBatch.id).where(EventBatch.id == batch_id)).first() is not None:
-            return {"rows_in": None, "duplicate": None}  # staged before a crash: apply what is pending
+        if not claim(conn, bt, {"id": batch_id, "source": source, "digest": digest, "operator": operator,
+                                "started_at": as_of}):
+            return {"rows_in": None, "duplicate": None}  # claimed before: apply what is pending
         people = set(conn.execute(select(Person.id)).scalars())
         departments = set(conn.execute(select(Department.id)).scalars())
         records = [normalise_event(r, as_of=as_of, policy=policy, people=people, departments=departments)
@@ -86,10 +90,9 @@ def stage_events(ctx: StageContext, batch_id: str, source: str, rows: Iterable[d
                 seen.add(k)
             fresh.append(r)
         _name_customers(conn, policy, fresh, as_of)
-        conn.execute(EventBatch.__table__.insert().values(
-            id=batch_id, source=source, digest=digest, operator=operator, rows_in=len(records), duplicate=duplicate,
-            started_at=as_of))
+        conn.execute(bt.update().where(bt.c.id == batch_id).values(rows_in=len(records), duplicate=duplicate))
         insert_rows(conn, Event.__table__, [_row(r, batch_id, operator) for r in fresh])
+    failpoints.hit("events.staged")
     return {"rows_in": len(records), "duplicate": duplicate}
 
 
@@ -165,6 +168,7 @@ def apply_pending(ctx: StageContext, as_of: dt.datetime, batch_id: str | None = 
                 outcome = appliers.apply_records(conn, ctx, group, as_of)
             else:
                 outcome = {group[0]["id"]: appliers.apply_one(conn, ctx, group[0])}
+            failpoints.hit("events.apply")
             _write_outcomes(conn, outcome, as_of)
             _recount(conn, {e["batch_id"] for e in group})
         applied += sum(1 for v in outcome.values() if v is None)

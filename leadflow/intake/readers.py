@@ -2,18 +2,26 @@
 
 The readers only find the columns and hand the values on as written; phones, amounts, channels and times
 are normalised by `leadflow.rules.registration` in the intake stage.
+
+A hostile file gets an answer, never a traceback: a file that cannot be read at all is one sentence
+(`IntakeFileError`); a row that cannot be taken as written is handed on with its `problems`
+(`leadflow.intake.cells.Problem`: too_long, bad_quote, ragged, bad_json), so its good neighbours are kept
+and the stage gives it its own reason. Values are cleaned of control characters, and a cell guarded
+against formula injection (`'=…`, `leadflow.export_cells`) reads as the value it guards.
 """
 from __future__ import annotations
 
-import codecs
-import csv
 import datetime as dt
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
+from leadflow.export_cells import unguard
+from leadflow.intake import delimited
+from leadflow.intake.cells import MAX_CELL_CHARS, Problem, strip_controls
 from leadflow.rules.registration import mask_phones_in_text
 
 
@@ -48,8 +56,9 @@ _FULLWIDTH_SPACE = "\u3000"
 
 
 def _header_key(header: str) -> str:
-    """How a header is compared: trimmed (also full-width spaces and a stray BOM), case-folded."""
-    return str(header).replace("\ufeff", "").strip(" \t\r\n" + _FULLWIDTH_SPACE).casefold()
+    """How a header is compared: full-width letters as ASCII (NFKC), trimmed (also a stray BOM), case-folded."""
+    text = unicodedata.normalize("NFKC", strip_controls(str(header)).replace("\ufeff", ""))
+    return text.strip(" \t\r\n" + _FULLWIDTH_SPACE).casefold()
 
 
 def canonical_column(header) -> str | None:
@@ -102,7 +111,10 @@ class _Columns:
                 aliases = "/".join(spec.columns[column])
                 raise IntakeFileError(f"{file}: required column '{column}' ({aliases}) is missing.")
 
-    def row(self, cells: list, row_number: int) -> dict:
+    def row(self, cells: list, row_number: int, problems: list[str] | None = None) -> dict:
+        """The record of one row; `problems` (reason codes) is added when the row has any."""
+        problems = list(problems or [])
+        cells = [_clean(c, problems) for c in cells]
         record: dict = {}
         for column, indexes in self.sources.items():
             value = None
@@ -125,7 +137,28 @@ class _Columns:
                 raw[f"column {i + 1}"] = _cell_text(cells[i])
         record["row_number"] = row_number
         record["raw"] = raw
+        if problems:
+            record["problems"] = sorted(set(problems))
         return record
+
+    @property
+    def width(self) -> int:
+        """Cells a CSV row must have: up to the last named column (a nameless trailing column may be left out)."""
+        named = [i for i, name in enumerate(self.raw_names) if name is not None]
+        return named[-1] + 1 if named else 0
+
+
+def _clean(v, problems: list[str]):
+    """A cell without control characters or a formula guard; a cell too long is cut and noted (`too_long`)."""
+    if v.__class__ is not str:
+        return v
+    v = strip_controls(v)
+    if v[:1] == "'":
+        v = unguard(v)
+    if len(v) > MAX_CELL_CHARS:
+        problems.append(Problem.TOO_LONG.value)
+        v = v[:MAX_CELL_CHARS]
+    return v
 
 
 def _blank(v) -> bool:
@@ -189,83 +222,82 @@ def _check_readable(path: Path) -> str:
 
 
 def _detect_encoding(path: Path) -> str:
-    """INTAKE.md: UTF-8 (with or without BOM), then GBK / GB18030; anything else is refused."""
-    with path.open("rb") as f:
-        head = f.read(3)
-    candidates = ("utf-8-sig",) if head.startswith(codecs.BOM_UTF8) else ("utf-8", "gb18030")
-    for encoding in candidates:
-        decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-        try:
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    if "\x00" in decoder.decode(chunk):
-                        raise UnicodeDecodeError(encoding, b"", 0, 1, "NUL: binary data")
-                decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            continue
-        except OSError as e:
-            reason = (e.strerror or "unknown error").lower()
-            raise IntakeFileError(f"{path.name}: the file cannot be read ({reason}).") from None
-        return encoding
-    raise IntakeFileError(f"{path.name}: the file is not UTF-8 or GBK text.")
+    """INTAKE.md: UTF-8 (with or without BOM), UTF-16 with its BOM, then GBK / GB18030; anything else is refused."""
+    try:
+        return delimited.detect_encoding(path)
+    except delimited.NotText:
+        raise IntakeFileError(f"{path.name}: the file is not UTF-8 or GBK text.") from None
+    except OSError as e:
+        reason = (e.strerror or "unknown error").lower()
+        raise IntakeFileError(f"{path.name}: the file cannot be read ({reason}).") from None
+
+
+def _blank_line(line: str) -> bool:
+    return not strip_controls(line).strip(" \t\r\n,;" + _FULLWIDTH_SPACE)
 
 
 def _iter_csv(path: Path, name: str, spec: FileSpec | None = None) -> Iterator[dict]:
     encoding = _detect_encoding(path)
-    with path.open("r", encoding=encoding, newline="") as f:
-        first = f.readline()
-        while first and not first.strip(" \t\r\n,;" + _FULLWIDTH_SPACE):
-            first = f.readline()  # leading empty lines before the header
+    with path.open("r", encoding=encoding, newline="") as f:  # newline="": CRLF, LF and CR alike, kept
+        lines = iter(f)
+        first = next(lines, "")
+        while first and _blank_line(first):
+            first = next(lines, "")  # leading empty lines before the header
         if not first:
             raise IntakeFileError(f"{name}: the file has no header row.")
-        delimiter = "\t" if "\t" in first and "," not in first else ","
-        reader = csv.reader(_chain([first], f), delimiter=delimiter)
-        try:
-            header = next(reader)
-            columns = _Columns(name, header, spec)
-            number = 0
-            for cells in reader:
-                number += 1
-                if all(_blank(c) for c in cells):
-                    continue  # completely empty rows are not registrations
-                yield columns.row(cells, number)
-        except csv.Error:
-            raise IntakeFileError(f"{name}: the file is not valid CSV (near line {reader.line_num}).") from None
+        delimiter = delimited.delimiter_of(first)
+        header = next(delimited.records([first], delimiter, 0))[0]
+        columns = _Columns(name, header, spec)
+        width = columns.width
+        number = 0
+        for cells, problems in delimited.records(map(strip_controls, lines), delimiter, len(header)):
+            number += 1
+            if all(_blank(c) for c in cells):
+                continue  # completely empty rows are not registrations
+            if not problems and (len(cells) < width or any(not _blank(c) for c in cells[len(header):])):
+                problems = [Problem.RAGGED.value]  # a cell split or lost: the values may be shifted
+            yield columns.row(cells, number, problems)
 
 
-def _chain(first: Iterable[str], rest: Iterable[str]) -> Iterator[str]:
-    yield from first
-    yield from rest
-
-
-def _jsonl_objects(path: Path, name: str, encoding: str) -> Iterator[tuple[int, dict]]:
+def _jsonl_objects(path: Path, name: str, encoding: str) -> Iterator[tuple[int, dict | None, str]]:
+    """(line number, the line's object or None for a line that is not a JSON object, the line); blank lines skipped."""
     with path.open("r", encoding=encoding) as f:
         for line_number, line in enumerate(f, start=1):
-            if not line.strip():
+            if not strip_controls(line).strip():
                 continue
             try:
                 obj = json.loads(line)
             except ValueError:
                 obj = None
-            if not isinstance(obj, dict):
-                raise IntakeFileError(f"{name}: line {line_number} is not a JSON object.")
-            yield line_number, obj
+            yield line_number, obj if isinstance(obj, dict) else None, line
 
 
 def _iter_jsonl(path: Path, name: str, spec: FileSpec | None = None) -> Iterator[dict]:
+    """A line that is not a JSON object is a row refused `bad_json`; a file without any object is one sentence."""
     encoding = _detect_encoding(path)
     headers: dict[str, None] = {}
-    for _, obj in _jsonl_objects(path, name, encoding):  # first pass: every line valid, all keys known
-        headers.update(dict.fromkeys(str(k) for k in obj))
+    first_bad = None
+    for line_number, obj, _ in _jsonl_objects(path, name, encoding):  # first pass: every key known
+        if obj is None:
+            first_bad = first_bad or line_number
+        else:
+            headers.update(dict.fromkeys(str(k) for k in obj))
     if not headers:
-        return  # no registrations at all (the stage reports an empty batch, R-VAL-3)
+        if first_bad is not None:
+            raise IntakeFileError(f"{name}: line {first_bad} is not a JSON object.")
+        return  # no registrations at all
     names = list(headers)
     columns = _Columns(name, names, spec)
-    for line_number, obj in _jsonl_objects(path, name, encoding):
+    for line_number, obj, line in _jsonl_objects(path, name, encoding):
+        if obj is None:  # kept as written (in raw), so it can be corrected and sent again (R-VAL-2)
+            record = columns.row([], line_number, [Problem.BAD_JSON.value])
+            record["raw"] = {"line": _clean(line.rstrip("\r\n"), [])}
+            yield record
+            continue
         cells = [obj.get(k) for k in names]
         # JSON has no "column without a key": a key a line lacks is simply absent from its raw record
         record = columns.row(cells, line_number)
-        record["raw"] = {k: _cell_text(obj[k]) for k in obj}
+        record["raw"] = {k: _cell_text(_clean(obj[k], [])) for k in obj}
         yield record
 
 
@@ -340,16 +372,13 @@ def header_names(path: str | Path) -> list[str]:
         encoding = _detect_encoding(path)
         with path.open("r", encoding=encoding, newline="") as f:
             for line in f:
-                if line.strip(" \t\r\n,;" + _FULLWIDTH_SPACE):
-                    delimiter = "\t" if "\t" in line and "," not in line else ","
-                    try:
-                        return next(csv.reader([line], delimiter=delimiter))
-                    except csv.Error:
-                        raise IntakeFileError(f"{name}: the file is not valid CSV (its header).") from None
+                if not _blank_line(line):
+                    return next(delimited.records([line], delimited.delimiter_of(line), 0))[0]
         return []
     if suffix in (".jsonl", ".ndjson"):
-        for _, obj in _jsonl_objects(path, name, _detect_encoding(path)):
-            return [str(k) for k in obj]
+        for _, obj, _ in _jsonl_objects(path, name, _detect_encoding(path)):
+            if obj is not None:
+                return [str(k) for k in obj]
         return []
     try:
         import openpyxl
@@ -373,11 +402,22 @@ def read_registration_file(path: str | Path) -> list[dict]:
     external_ref (None when the column is absent or the cell blank; otherwise the text as written,
     numbers from .xlsx without a trailing '.0', datetimes from .xlsx kept as datetimes), plus
     `row_number` (1-based position after the header, counting skipped empty rows, so a row can be
-    found again in the file; the line number for JSON Lines) and `raw` (every original column under
-    its own header, values as strings). Raises IntakeFileError (one sentence) when the file cannot
-    be read as a registration file.
+    found again in the file; the line number for JSON Lines), `raw` (every original column under
+    its own header, values as strings) and, on a row that cannot be taken as written, `problems`
+    (reason codes: too_long, bad_quote, ragged, bad_json). Raises IntakeFileError (one sentence) when
+    the file cannot be read as a registration file, or holds no data row (R-VAL-3: an empty batch).
     """
-    return list(_iter_rows(path))
+    return list(_registrations(path))
+
+
+def _registrations(path: str | Path) -> Iterator[dict]:
+    """The rows of a registration file; a file with a header and no data row is one sentence (R-VAL-3)."""
+    empty = True
+    for row in _iter_rows(path):
+        empty = False
+        yield row
+    if empty:
+        raise IntakeFileError(f"{Path(path).name}: the file has no data rows: nothing to register.")
 
 
 def iter_registration_batches(path: str | Path, size: int = 5000) -> Iterator[list[dict]]:
@@ -388,7 +428,7 @@ def iter_registration_batches(path: str | Path, size: int = 5000) -> Iterator[li
     if size < 1:
         raise ValueError("size must be at least 1")
     batch: list[dict] = []
-    for row in _iter_rows(path):
+    for row in _registrations(path):
         batch.append(row)
         if len(batch) >= size:
             yield batch

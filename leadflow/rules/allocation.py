@@ -85,7 +85,9 @@ def blocking_reason(p: Candidate, tier: str, roster: Roster, exclude: frozenset[
         return "department suspended (R-SUSP-4)"
     if p.on_leave:
         return "on leave (R-SUSP-2)"
-    if p.role == "sales" and tier not in roster.manager_tiers and tier not in eligible_tiers(p.grade):
+    if tier not in roster.manager_tiers and p.role != "sales":  # a replacement owed to a manager now, say
+        return "not a salesperson (R-ALLOC-3)"
+    if tier not in roster.manager_tiers and tier not in eligible_tiers(p.grade):
         return "grade not eligible (R-ALLOC-3)"
     if tier in p.barred:
         return "barred from the tier until a close (R-SUSP-7)"
@@ -104,13 +106,16 @@ def _round_robin(people: list[Candidate], last: str | None) -> list[Candidate]:
     return people
 
 
-def serve_replacement(tier: str, debts: list[Debt], roster: Roster) -> Decision | None:
-    """R-ALLOC-6: the oldest debt of this tier whose owner could receive it now; pauses don't matter."""
+def serve_replacement(tier: str, debts: list[Debt], roster: Roster,
+                      exclude: frozenset[str] = frozenset()) -> Decision | None:
+    """R-ALLOC-6: the oldest debt of this tier whose owner could receive it now; pauses don't matter.
+
+    A lead re-allocated away from its owner (R-CONV-2, R-SLA-5 exclude them) never serves that owner's debt."""
     for debt in debts:
         if debt.tier != tier or debt.person not in roster.people:
             continue
         p = roster.people[debt.person]
-        if blocking_reason(p, tier, roster, frozenset()) is None:
+        if blocking_reason(p, tier, roster, exclude) is None:
             return Decision(tier=tier, person=p.id, department=p.department, rule="R-ALLOC-6", debt_id=debt.id,
                             explanation={"rule": "R-ALLOC-6", "reason": "replacement owed, served ahead of the rotation",
                                          "debt": debt.id})
@@ -128,7 +133,7 @@ def next_owner(
 ) -> Decision:
     """Decide who receives a lead of `tier` now; the decision explains itself."""
     to_manager = tier in roster.manager_tiers
-    served = serve_replacement(tier, list(debts), roster) if not to_manager else None
+    served = serve_replacement(tier, list(debts), roster, exclude) if not to_manager else None
     if served:
         return served
     order = week_order(roster.departments, week)

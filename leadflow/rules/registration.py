@@ -104,38 +104,13 @@ def mask_phone(phone: str | None) -> str:
     return f"{s[:3]}****{s[-4:]}"
 
 
-_D = "[0-9\uff10-\uff19]"                                    # ASCII or full-width digit
-_SEP = "[ \t\u3000\\-\uff0d.\uff0e()\uff08\uff09]"            # what may sit between digits
-# A calendar date (2026-03-02, 2026/3/2) or a clock time (09:00:00.123456) is not a phone: both are
-# matched first and left alone.
-_DATE = r"(?:19|20)\d{2}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])(?![0-9])"
-_TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,6})?)?(?![0-9])"
-_PHONEISH = re.compile(
-    rf"(?P<date>(?<![0-9]){_DATE})"
-    rf"|(?P<time>(?<![0-9]){_TIME})"
-    rf"|(?P<run>(?:[+\uff0b]\s?)?{_D}(?:{_SEP}{{0,2}}(?!{_DATE}){_D})*)"
-)
+def __getattr__(name: str):
+    """`mask_phones_in_text` and `_PHONEISH` live in `leadflow.privacy` now; old imports keep working."""
+    if name in ("mask_phones_in_text", "_PHONEISH"):
+        from leadflow.privacy import PHONE_SHAPED, mask_phones_in_text
 
-
-def _mask_match(m: re.Match) -> str:
-    run = m.group("run")
-    if run is None:
-        return m.group(0)
-    digits = re.sub(r"[^0-9]", "", _ascii(run))
-    if len(digits) < 7:
-        return run
-    normalised, kind = normalise_phone(run)
-    return mask_phone(normalised if kind in ("mobile", "landline") else digits)
-
-
-def mask_phones_in_text(text: str) -> str:
-    """R-REG-7: mask every run of 7+ digits (spaces / dashes inside, +86 prefix) in free text.
-
-    Used on log lines and error messages. Calendar dates are left alone.
-    """
-    if not text:
-        return text
-    return _PHONEISH.sub(_mask_match, str(text))
+        return mask_phones_in_text if name == "mask_phones_in_text" else PHONE_SHAPED
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- R-REG-3: amounts -------------------------------------------------------------------------
@@ -260,16 +235,30 @@ def parse_channel(raw, policy: Policy) -> str | None:
 _FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
             "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S.%f")
 _DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}")
+# The times LeadFlow takes: a registration or an event dated outside these years is a typo or a
+# placeholder (`0001-01-01 00:00`), never a fact, and the extremes cannot be stored or compared.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def parse_registered_at(raw, tz: str) -> dt.datetime | None:
     """R-REG-1: an aware datetime; an offset written in the value is kept, a naive time is read in tz
     (the policy's `timezone`).
 
-    Accepts ISO-8601, `YYYY-MM-DD HH:MM[:SS]`, `YYYY/MM/DD HH:MM[:SS]` or a datetime; a date without a
-    time, or anything else, is None.
+    Accepts ISO-8601, `YYYY-MM-DD HH:MM[:SS]`, `YYYY/MM/DD HH:MM[:SS]` or a datetime, from 1970 up to
+    (not including) 2100 UTC; a date without a time, a time outside those years, or anything else, is
+    None (the caller tells a missing time from one given but not taken: `bad_time`).
     """
-    zone = ZoneInfo(tz)
+    parsed = _parse_time(raw, ZoneInfo(tz))
+    if parsed is None:
+        return None
+    try:
+        return parsed if EARLIEST <= parsed.astimezone(dt.timezone.utc) < LATEST else None
+    except (OverflowError, ValueError):  # 0001-01-01 00:00 +08:00 has no UTC instant
+        return None
+
+
+def _parse_time(raw, zone: ZoneInfo) -> dt.datetime | None:
     if raw is None:
         return None
     if isinstance(raw, dt.datetime):

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from leadflow.clock import zone
+from leadflow.export_cells import safe_row
 from leadflow.policy import Policy
 
 # Which system records which event type, under which header (aliases of `leadflow.events.readers.COLUMNS`).
@@ -35,10 +36,10 @@ def write_exports(rows: list[dict], folder: Path, stamp: str, policy: Policy) ->
         path = folder / f"crm-export-{stamp}.xlsx"
         wb = Workbook()
         ws = wb.active
-        ws.append(list(CRM_COLUMNS.values()))
+        ws.append(safe_row(CRM_COLUMNS.values()))
         for r in crm:
-            ws.append([CRM_TYPES[r["type"]] if k == "type" else _local(r["at"], policy) if k == "at" else r.get(k)
-                       for k in CRM_COLUMNS])
+            ws.append(safe_row(CRM_TYPES[r["type"]] if k == "type" else _local(r["at"], policy) if k == "at"
+                               else r.get(k) for k in CRM_COLUMNS))
         wb.save(path)
         written.append(path)
     calls = [r for r in rows if r["type"] in CALL_TYPES]
@@ -46,11 +47,11 @@ def write_exports(rows: list[dict], folder: Path, stamp: str, policy: Policy) ->
         path = folder / f"call400-export-{stamp}.csv"
         with open(path, "w", encoding="gbk", newline="") as f:
             w = csv.writer(f)
-            w.writerow(CALL_COLUMNS.values())
+            w.writerow(safe_row(CALL_COLUMNS.values()))
             for r in calls:
-                w.writerow([CALL_TYPES[r["type"]] if k == "type" else
-                            _local(r["at"], policy).strftime("%Y-%m-%d %H:%M:%S") if k == "at" else r.get(k)
-                            for k in CALL_COLUMNS])
+                w.writerow(safe_row(CALL_TYPES[r["type"]] if k == "type" else
+                                    _local(r["at"], policy).strftime("%Y-%m-%d %H:%M:%S") if k == "at" else r.get(k)
+                                    for k in CALL_COLUMNS))
         written.append(path)
     hr = [r for r in rows if r["type"] == "leave"]
     if hr:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from leadflow.export_cells import safe_row
+
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 INQUIRIES = ["办公室绿植租摆", "展厅布置", "酒店大堂绿化", "园区绿化养护", "商场中庭造景", "会议室花艺", "写字楼租摆",
              "楼盘样板间", "餐厅绿植", "门店开业花篮", "屋顶花园", "学校绿化"]
@@ -194,9 +196,9 @@ def write_registrations(path: Path, rows: list[dict]) -> Path:
     if path.suffix == ".csv":
         with open(path, "w", encoding="gbk", errors="replace", newline="") as f:
             w = csv.writer(f)
-            w.writerow(HEADERS.values())
+            w.writerow(safe_row(HEADERS.values()))
             for r in rows:
-                w.writerow([r[k] for k in HEADERS])
+                w.writerow(safe_row(r[k] for k in HEADERS))
     elif path.suffix == ".jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     else:
@@ -204,9 +206,9 @@ def write_registrations(path: Path, rows: list[dict]) -> Path:
 
         wb = Workbook()
         ws = wb.active
-        ws.append(list(HEADERS))
+        ws.append(safe_row(HEADERS))
         for r in rows:
-            ws.append([r[k] for k in HEADERS])
+            ws.append(safe_row(r[k] for k in HEADERS))
         wb.save(path)
     return path
 

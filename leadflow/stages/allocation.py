@@ -4,9 +4,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
 
+from leadflow import failpoints
 from leadflow.clock import week_index
 from leadflow.rules.allocation import Debt, Decision, Roster, next_owner
 from leadflow.stages.context import StageContext, rotation_epoch
@@ -19,14 +20,26 @@ def load_pointers(conn: Connection) -> dict[str, str]:
     return dict(conn.execute(select(RotationPointer.key, RotationPointer.value)).all())
 
 
+def take_rotation(conn: Connection) -> None:
+    """One allocation at a time takes rotation turns (R-ALLOC-1/2, issue 8.2), even outside the engine's clock
+    lock: a transaction-scoped advisory lock on PostgreSQL, SQLite's write lock (BEGIN IMMEDIATE) taken before
+    the pool, the roster and the pointers are read. Call first in the transaction; taking it again is a no-op."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('leadflow-rotation|' || current_database() "
+                          "|| '|' || current_schema()))"))
+    elif conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def save_pointers(conn: Connection, before: dict[str, str], after: dict[str, str]) -> None:
+    """Write the pointers that moved, were added or were dropped: three statements at most."""
     table = RotationPointer.__table__
     removed = [k for k in before if k not in after]
     if removed:
         conn.execute(table.delete().where(table.c.key.in_(removed)))
-    changed = {k: v for k, v in after.items() if k in before and before[k] != v}
-    for k, v in changed.items():
-        conn.execute(table.update().where(table.c.key == k).values(value=v))
+    changed = [{"k": k, "v": v} for k, v in after.items() if k in before and before[k] != v]
+    if changed:
+        conn.execute(table.update().where(table.c.key == bindparam("k")).values(value=bindparam("v")), changed)
     added = [{"key": k, "value": v} for k, v in after.items() if k not in before]
     if added:
         conn.execute(table.insert(), added)
@@ -66,6 +79,7 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
              kind: str = "allocation", reason: str = "allocated by rotation") -> dict:
     """Decide owners for `leads` (dicts with id, tier, pooled_at) in order, then write everything in bulk."""
     exclude = exclude or {}
+    take_rotation(conn)
     week = week_index(now, rotation_epoch(conn, ctx, now), ctx.policy)
     before = load_pointers(conn)
     pointers = pointers_for_week(before, week)
@@ -101,6 +115,7 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
                                         person_id=d.person, from_person_id=lead.get("from_person"),
                                         department_id=d.department, explanation=d.explanation))
     _write(conn, now, assignments, owners, pauses, served, to_pool_first)
+    failpoints.hit("allocation.write")
     save_pointers(conn, before, pointers)
     ledger.append(conn, ledger_rows, ctx.policy.version, ctx.flow_run_id)
     return {"offered": len(leads), "allocated": len(owners), "pooled": len(pooled),
@@ -137,14 +152,17 @@ def pool_leads(conn: Connection) -> list[dict]:
 def allocate_pool(conn: Connection, ctx: StageContext, now: dt.datetime) -> dict:
     """Offer every lead in the pool, oldest first (new ones and ones waiting) (R-ALLOC-5).
 
-    A lead pooled within this run (after `ctx.run_after`, the clock before the run began) is not offered
-    again until a later run: the pause that sent it to the pool must not hand it straight back.
+    A lead pooled within this run (after `ctx.run_after`, the clock before the run began, or at `now` itself)
+    is not offered again until a later run: the pause that sent it to the pool must not hand it straight back.
     """
     from leadflow.stages.roster import load_roster
 
+    take_rotation(conn)  # before the pool is read: two offers never hand out the same lead
     leads = pool_leads(conn)
-    if ctx.run_after is not None:
-        leads = [x for x in leads if x.get("pooled_at") is None or x["pooled_at"] <= ctx.run_after]
+    if ctx.run_after is not None:  # a lead pooled at this very instant was pooled by this run (or by a
+        # crashed run at the same `as_of` that this one completes): it too waits for a later run
+        leads = [x for x in leads if x.get("pooled_at") is None
+                 or (x["pooled_at"] <= ctx.run_after and x["pooled_at"] < now)]
     if not leads:
         return {"offered": 0, "allocated": 0, "pooled": 0, "decisions": []}
     return allocate(conn, ctx, now, load_roster(conn, ctx.policy, now), leads)

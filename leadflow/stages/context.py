@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from leadflow.clock import local
 from leadflow.policy import Policy
+from leadflow.store.bulk import claim
 from leadflow.store.models import Meta
 
 # gate(stage, ids=None, batch_id=None) -> expectations.gate.GateResult (passed, quarantined, batch_error, docs_path)
@@ -33,12 +34,14 @@ def get_meta(conn: Connection, key: str) -> str | None:
 
 
 def set_meta_once(conn: Connection, key: str, value: str) -> str:
-    """Record a fact the first time it is known; later calls keep the first value."""
+    """Record a fact the first time it is known; later calls keep the first value and return it.
+
+    The database decides (INSERT … ON CONFLICT DO NOTHING): two first runs at once agree on one value
+    instead of one failing on the key (issue 8.2)."""
     current = get_meta(conn, key)
-    if current is None:
-        conn.execute(Meta.__table__.insert().values(key=key, value=value))
+    if current is None and claim(conn, Meta.__table__, {"key": key, "value": value}):
         return value
-    return current
+    return current if current is not None else get_meta(conn, key)
 
 
 def rotation_epoch(conn: Connection, ctx: StageContext, now: dt.datetime) -> dt.date:

@@ -8,13 +8,15 @@ from collections import Counter
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from leadflow import failpoints
+from leadflow.intake.cells import MAX_CELL_CHARS, Problem, strip_controls
 from leadflow.rules.registration import (
     mask_phone, normalise_phone, parse_amount, parse_channel, parse_registered_at, parse_target,
 )
 from leadflow.rules.tiers import tier_for
 from leadflow.stages.context import StageContext
 from leadflow.store import ledger
-from leadflow.store.bulk import insert_rows
+from leadflow.store.bulk import claim, insert_rows
 from leadflow.store.models import (
     Activity, Assignment, Customer, CustomerPhone, IntakeBatch, Person, Registration,
 )
@@ -25,12 +27,21 @@ class StageFailure(RuntimeError):
 
 
 def normalise_row(row: dict, ctx: StageContext, known_people: set[str], batch_id: str, now: dt.datetime) -> dict:
-    """One delivered row -> a staged registration record (R-REG-1..3); checks are the gate's job."""
+    """One delivered row -> a staged registration record (R-REG-1..3); checks are the gate's job.
+
+    What the gate cannot see in the normalised columns is noted for it in `reasons` (expectations/intake.py):
+    a time given that is not a time (`bad_time`), a value longer than its column (`too_long`; the value is cut
+    to fit, so no row can fail the insert), and the reader's problems (bad_quote, ragged, bad_json). Control
+    characters are stripped from every value (PostgreSQL stores no NUL)."""
+    row = {k: strip_controls(v) if isinstance(v, str) else v for k, v in row.items()}
+    problems = set(row.get("problems") or ())
     phone, kind = normalise_phone(_text(row.get("phone")))
     amount, amount_status = parse_amount(row.get("amount"), cap=ctx.policy.registration.amount_cap_yuan)
     registered_at = parse_registered_at(row.get("registered_at"), ctx.policy.timezone)  # naive -> business time
+    if registered_at is None and _text(row.get("registered_at")) is not None:
+        problems.add(Problem.BAD_TIME.value)  # given, but not a time LeadFlow takes: not `missing_field`
     by = _text(row.get("registered_by"))
-    return {
+    record = {
         "batch_id": batch_id, "row_number": row.get("row_number", 0), "ref": row.get("ref"),
         "channel": parse_channel(row.get("channel"), ctx.policy), "channel_raw": _text(row.get("channel")),
         "external_ref": _text(row.get("external_ref")), "name": _text(row.get("name")),
@@ -42,6 +53,25 @@ def normalise_row(row: dict, ctx: StageContext, known_people: set[str], batch_id
         "raw": _jsonable(row.get("raw") or {}), "status": "staged", "reasons": [], "dedupe_key": None,
         "customer_id": None, "staged_at": now, "decided_at": None,
     }
+    record["reasons"] = sorted(problems | _fit(record))
+    return record
+
+
+# The free-text columns of a staged row and what each holds: its column's size, or MAX_CELL_CHARS for text.
+_LIMITS = {c: Registration.__table__.c[c].type.length or MAX_CELL_CHARS
+           for c in ("ref", "channel_raw", "external_ref", "name", "phone", "amount_raw", "inquiry", "region",
+                     "registered_by")}
+
+
+def _fit(record: dict) -> set[str]:
+    """Cut every value longer than its column to fit; {'too_long'} when one was."""
+    cut = set()
+    for column, limit in _LIMITS.items():
+        value = record[column]
+        if isinstance(value, str) and len(value) > limit:
+            record[column] = value[:limit]
+            cut.add(Problem.TOO_LONG.value)
+    return cut
 
 
 def _text(v) -> str | None:
@@ -52,7 +82,9 @@ def _text(v) -> str | None:
 
 
 def _jsonable(raw: dict) -> dict:
-    return {str(k): (None if v is None else str(v)) for k, v in raw.items()}
+    """The raw row as strings, without control characters, each value at most MAX_CELL_CHARS."""
+    return {strip_controls(str(k))[:MAX_CELL_CHARS]:
+            (None if v is None else strip_controls(str(v))[:MAX_CELL_CHARS]) for k, v in raw.items()}
 
 
 def stage_rows(conn: Connection, ctx: StageContext, batch_id: str, source: str, rows: list[dict],
@@ -60,9 +92,8 @@ def stage_rows(conn: Connection, ctx: StageContext, batch_id: str, source: str, 
     """Write the batch's rows as `staged` registrations in bulk; a rerun of the same batch re-stages."""
     rt = Registration.__table__
     conn.execute(rt.delete().where(rt.c.batch_id == batch_id, rt.c.status == "staged"))
-    if conn.execute(select(IntakeBatch.id).where(IntakeBatch.id == batch_id)).first() is None:
-        conn.execute(IntakeBatch.__table__.insert().values(id=batch_id, source=source, digest=digest,
-                                                           rows_in=len(rows), started_at=now))
+    claim(conn, IntakeBatch.__table__, {"id": batch_id, "source": source, "digest": digest, "rows_in": len(rows),
+                                        "started_at": now})  # one claim per file digest (issue 8.2)
     known = set(conn.execute(select(Person.id)).scalars())
     records = [normalise_row(r, ctx, known, batch_id, now) for r in rows]
     return insert_rows(conn, rt, records)
@@ -113,6 +144,7 @@ def decide(conn: Connection, ctx: StageContext, batch_id: str, quarantined: dict
             o["customer"] = created[o["customer"][1]]
     for rid in _take_over(conn, ctx, self_attached, now):
         outcome[rid]["rule"] = "R-DISP-7"
+    failpoints.hit("intake.decide")
     _write_outcomes(conn, ctx, rows, outcome, quarantined, now)
     counts = Counter(o["status"] for o in outcome.values())
     return {"rows_in": len(rows), "accepted": counts["accepted"], "attached": counts["attached"],
@@ -247,28 +279,51 @@ def finish_batch(conn: Connection, batch_id: str, summary: dict, now: dt.datetim
         quarantined=summary["quarantined"], finished_at=now))
 
 
+def previous_summary(conn: Connection, batch_id: str) -> dict | None:
+    """The outcome of a batch decided in full before (R-REG-4: the same file twice is one batch), or None."""
+    row = conn.execute(select(IntakeBatch).where(IntakeBatch.id == batch_id,
+                                                 IntakeBatch.finished_at.is_not(None))).mappings().first()
+    if row is None:
+        return None
+    return {"rows_in": row["rows_in"], "accepted": row["accepted"], "attached": row["attached"],
+            "quarantined": row["quarantined"], "already_registered": True}
+
+
 def run_intake(ctx: StageContext, batch_id: str, source: str, rows: list[dict], now: dt.datetime,
                digest: str | None = None) -> dict:
-    """Stage, gate, decide and allocate one batch: the whole registration stage, as the flow runs it."""
+    """Stage, gate and decide one batch (R-REG, R-VAL); the engine run around it allocates.
+
+    Called under the engine's clock lock, so the check for an earlier delivery of the same batch cannot race:
+    a batch decided before returns its earlier summary with `already_registered`. A batch staged but never
+    decided (a crash) is staged afresh. Raises StageFailure (one sentence) for a batch broken as a whole."""
+    with ctx.engine.connect() as conn:
+        earlier = previous_summary(conn, batch_id)
+    if earlier is not None:
+        return earlier
+    if not rows:  # R-VAL-3: an empty batch is no delivery (the readers say so for a header-only file)
+        raise StageFailure("the batch has no rows: nothing to register.")
     with ctx.engine.begin() as conn:
         stage_rows(conn, ctx, batch_id, source, rows, now, digest)
+    failpoints.hit("intake.staged")
     gate = ctx.gate("intake", batch_id=batch_id)
     return settle(ctx, batch_id, gate, now)
 
 
 def settle(ctx: StageContext, batch_id: str, gate, now: dt.datetime) -> dict:
-    """Decide the gated batch and allocate; a batch broken as a whole is quarantined and fails (R-VAL-3)."""
+    """Decide the gated batch and mark it finished, in one transaction; a batch broken as a whole is
+    quarantined and fails (R-VAL-3). Its new leads wait in the pool for the engine's offer (R-ALLOC-5),
+    which every later run repeats: their allocation never depends on this file being delivered again."""
     quarantined = dict(gate.quarantined)
     if gate.batch_error:
         quarantined = {i: quarantined.get(i, []) + ["batch_rejected"] for i in gate.passed + list(quarantined)}
     with ctx.engine.begin() as conn:
+        earlier = previous_summary(conn, batch_id)  # a retry after a commit whose answer was lost
+        if earlier is not None:
+            return {**earlier, "docs": gate.docs_path}
         summary = decide(conn, ctx, batch_id, quarantined, now)
         finish_batch(conn, batch_id, summary, now)
+    failpoints.hit("intake.decided")
     if gate.batch_error:
         raise StageFailure(gate.batch_error)
-    from leadflow.stages.allocation import allocate_pool
-
-    with ctx.engine.begin() as conn:
-        summary["allocation"] = allocate_pool(conn, ctx, now)
     summary["docs"] = gate.docs_path
     return summary

@@ -7,6 +7,7 @@ from typing import Callable
 
 from sqlalchemy.engine import Connection
 
+from leadflow import failpoints
 from leadflow.stages import audit, conversion, review, sla, validation
 from leadflow.stages.context import StageContext
 from leadflow.stages.marks import set_mark
@@ -39,7 +40,9 @@ TICK = dt.timedelta(microseconds=1)
 def _work(ctx: StageContext, stage: TimedStage, t: dt.datetime) -> Callable[[], dict]:
     def work() -> dict:
         with ctx.engine.begin() as conn:
-            return stage.run(conn, ctx, t)
+            summary = stage.run(conn, ctx, t)
+            failpoints.hit("timed.stage")
+            return summary
     return work
 
 

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
+from leadflow.privacy import mask_db_error
 from leadflow.store.models import Base
 
 
@@ -38,8 +39,9 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
     """An engine for `url`; on PostgreSQL with `schema`, every connection works inside that schema."""
     parsed = make_url(driver_url(url))
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", mask_db_error)  # R-REG-7: no phone in a database error
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise StoreError(f"unsupported database '{parsed.get_backend_name()}': use sqlite or postgresql.")
@@ -49,8 +51,10 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
             raise StoreError(f"invalid schema name {schema!r}.")
         args["options"] = f"-csearch_path={schema}"
     # values_plus_batch: executemany UPDATEs go as psycopg2 batches, not one round trip per row.
-    return create_engine(parsed, connect_args=args, pool_pre_ping=True, executemany_mode="values_plus_batch",
-                         insertmanyvalues_page_size=5000, executemany_batch_page_size=2000)
+    engine = create_engine(parsed, connect_args=args, pool_pre_ping=True, executemany_mode="values_plus_batch",
+                           insertmanyvalues_page_size=5000, executemany_batch_page_size=2000, hide_parameters=True)
+    event.listen(engine, "handle_error", mask_db_error)  # R-REG-7: no phone in a database error (DETAIL, params)
+    return engine
 
 
 def check_connection(engine: Engine) -> None:

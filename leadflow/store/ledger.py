@@ -5,6 +5,8 @@ import datetime as dt
 
 from sqlalchemy.engine import Connection
 
+from leadflow import failpoints
+
 from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Ledger
 
@@ -23,4 +25,6 @@ def append(conn: Connection, entries: list[dict], policy_version: str, flow_run_
     recorded = dt.datetime.now(dt.timezone.utc)
     rows = [{**e, "policy_version": policy_version, "flow_run_id": flow_run_id, "recorded_at": recorded}
             for e in entries]
-    return insert_rows(conn, Ledger.__table__, rows)  # COPY on PostgreSQL for large batches
+    written = insert_rows(conn, Ledger.__table__, rows)  # COPY on PostgreSQL for large batches
+    failpoints.hit("ledger.write")
+    return written

@@ -125,3 +125,31 @@ def test_r_val_1_the_lifecycle_runs_every_stage_flow_to_completion(project, tmp_
     result = state.result()
     assert set(result["intake"].values()) == {"COMPLETED"} and len(result["intake"]) == 2
     assert {k: v for k, v in result.items() if k != "intake"} == {"clock": "COMPLETED", "report": "COMPLETED"}
+
+
+def test_r_reg_7_an_error_with_a_phone_in_its_text_reaches_prefect_masked(harness):
+    """Issue 8.4: whatever a task raises, the Failed states Prefect stores (flow and task run) carry no phone."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from tasks.masked import flow, task
+
+    @task(name="parse a row")
+    def parse():
+        raise ValueError("row 3: '13800138000' is not an amount")
+
+    @flow(name="masked-errors")
+    def run():
+        parse()
+
+    state = run(return_state=True)
+
+    async def stored():
+        async with get_client() as client:
+            flow_run = await client.read_flow_run(state.state_details.flow_run_id)
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+            return [flow_run.state.message] + [t.state.message for t in tasks]
+
+    messages = asyncio.run(stored())
+    assert state.is_failed() and len(messages) == 2
+    assert all("13800138000" not in m and "138****8000" in m for m in messages), messages

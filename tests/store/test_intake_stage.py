@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from leadflow.policy import load_policy
 from leadflow.stages import people
 from leadflow.stages.context import StageContext
-from leadflow.stages.intake import StageFailure, run_intake
+from leadflow import engine
+from leadflow.stages.intake import StageFailure
 from leadflow.store.models import Assignment, Customer, IntakeBatch, Registration
 from leadflow.wiring import make_gate
 
@@ -34,6 +35,12 @@ BAD = {  # row index -> (phone, amount, expected reasons)
 
 
 GOOD = object()
+
+
+
+def run_intake(ctx, batch_id: str, source: str, rows: list[dict], now: dt.datetime) -> dict:
+    """The registration stage as production runs it: one engine run (stage, gate, decide, then the offer)."""
+    return engine.register(ctx, batch_id, source, rows, now)
 
 
 def row(i: int, phone=GOOD, amount: str = "30万", ref_prefix: str = "r", at=NOW, base: str = "138") -> dict:
@@ -152,15 +159,16 @@ def test_r_reg_4_rerunning_the_same_rows_accepts_nothing_twice(ctx):
     assert (first["rows_in"], first["accepted"], first["attached"], first["quarantined"]) == (25, 25, 0, 0)
     assert count(ctx, Customer) == 25 and count(ctx, Assignment) == 25
     again = run_intake(ctx, "b1", "test", rows, NOW + dt.timedelta(hours=1))  # the same batch re-run
-    assert (again["accepted"], again["attached"], again["quarantined"]) == (0, 25, 0)
-    assert_nothing_dropped(again)
+    # issue 8.2: the same batch again is its earlier outcome, not 25 more registrations and ledger entries
+    assert again["already_registered"] and (again["accepted"], again["attached"]) == (25, 0)
+    assert count(ctx, Registration) == 25
     redelivered = run_intake(ctx, "b2", "test", rows, NOW + dt.timedelta(hours=2))  # a second delivery
     assert (redelivered["accepted"], redelivered["attached"], redelivered["quarantined"]) == (0, 25, 0)
     assert_nothing_dropped(redelivered)
     assert count(ctx, Customer) == 25 and count(ctx, Assignment) == 25  # no new customer, no new allocation
     originals = {ref: r["customer"] for ref, r in registrations(ctx, "b1", "accepted").items()}
     assert len(originals) == 25
-    assert {ref: r["customer"] for ref, r in registrations(ctx, "b1", "attached").items()} == originals
+    assert registrations(ctx, "b1", "attached") == {}
     assert {ref: r["customer"] for ref, r in registrations(ctx, "b2").items()} == originals
 
 
@@ -202,3 +210,9 @@ def test_r_reg_1_a_channel_the_company_adds_to_its_policy_is_accepted(ctx, store
     summary = run_intake(ctx, "b-default", "test", [dict(row(2, ref_prefix="d"), channel="douyin")], NOW)
     assert summary["quarantined"] == 1
     assert registrations(ctx, "b-default")["d2"]["reasons"] == ["channel"]
+
+
+def test_r_val_3_an_empty_batch_from_the_python_api_is_one_sentence_and_leaves_no_batch(ctx):
+    with pytest.raises(StageFailure, match="no rows"):
+        run_intake(ctx, "b-empty", "api", [], NOW)
+    assert count(ctx, IntakeBatch) == 0 and count(ctx, Registration) == 0

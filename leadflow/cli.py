@@ -431,10 +431,11 @@ def cmd_tick(args) -> int:
 def cmd_state(args) -> int:
     from leadflow import engine
     from leadflow.state import world_state
+    from leadflow.store.db import snapshot
     from leadflow.wiring import stage_context
 
     ctx = stage_context(with_gate=False)
-    with ctx.engine.connect() as conn:
+    with snapshot(ctx.engine) as conn:  # runs may commit meanwhile: one snapshot, one consistent state
         clock = engine.clock(conn)
         as_of = _time_arg(args.as_of) or clock or _now()
         if clock is not None and as_of < clock:

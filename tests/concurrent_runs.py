@@ -64,14 +64,11 @@ def _read_state(ctx, job: dict) -> dict:
     one snapshot (REPEATABLE READ on PostgreSQL, a deferred BEGIN on SQLite: WAL lets it read while a run
     writes). Without one, a customer committed between two of its queries fails the read (KeyError)."""
     from leadflow.state import world_state
+    from leadflow.store.db import snapshot
 
     reads, until = 0, time.monotonic() + job.get("seconds", 2.0)
     while time.monotonic() < until or reads == 0:
-        with ctx.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            else:
-                conn.exec_driver_sql("BEGIN")
+        with snapshot(ctx.engine) as conn:  # what `leadflow state` does
             world_state(conn, ctx.policy, "reader", job["as_of"])
         reads += 1
     return {"reads": reads}

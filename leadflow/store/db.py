@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
@@ -87,3 +88,18 @@ def drop_schema(admin_url: str, name: str) -> None:
 def create_all(engine: Engine) -> None:
     """Create every table directly (fresh replay databases); real databases use the migrations."""
     Base.metadata.create_all(engine)
+
+
+@contextmanager
+def snapshot(engine: Engine):
+    """A connection whose every read sees one snapshot of the store while runs write beside it (REPEATABLE
+    READ on PostgreSQL; an explicit BEGIN on SQLite, whose WAL serves it): a report, `leadflow state`."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        else:
+            conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.rollback()

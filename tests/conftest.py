@@ -25,10 +25,11 @@ if str(ROOT) not in sys.path:  # the project is not installed into the venv
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 # Property tests (tests/strategies.py): `ci` (the default) is derandomised and bounded, so the suite's time and
-# outcome are the same on every run; HYPOTHESIS_PROFILE=thorough searches ten times as long, at random.
+# outcome are the same on every run; HYPOTHESIS_PROFILE=thorough searches ten times as long, at random. Neither
+# keeps an example database: a failure prints its @reproduce_failure blob.
 settings.register_profile("ci", derandomize=True, database=None, max_examples=60, deadline=None,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("thorough", max_examples=600, deadline=None,
+settings.register_profile("thorough", max_examples=600, deadline=None, database=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

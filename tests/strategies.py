@@ -22,8 +22,6 @@ GRADES = (None, "A", "B", "C", "D")
 TZ = dt.timezone(dt.timedelta(hours=8))  # the default policy's Asia/Shanghai
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=TZ)  # a Monday inside a quarter: no review, audit or expiry nearby
 CI_EXAMPLES = 60  # the `ci` profile's max_examples (tests/conftest.py)
-
-
 RANK = {"A": 0, "B": 1, "C": 2, "D": 3, "below_d": 4}
 
 
@@ -82,12 +80,11 @@ def rosters(draw, grades: tuple = GRADES) -> Roster:
             people[f"{d}m{i}"] = Candidate(id=f"{d}m{i}", department=d, role="manager", grade=None, rank=None,
                                            **person_state(state))
     people["k1"] = Candidate(id="k1", department=departments[0], role="receptionist", grade=None, rank=None)
-    suspended = draw(st.integers(0, 15))
-    cap = draw(st.integers(0, 63))
+    suspended = draw(st.sets(st.sampled_from(departments))) if draw(st.booleans()) else set()  # R-SUSP-4
+    cap = draw(st.integers(0, 63))  # a third of the rosters cap one tier's open leads at 1-3 (R-ALLOC-4)
     return Roster(departments=departments, people=people,
-                  department_suspended={d: START + dt.timedelta(days=1) for i, d in enumerate(departments)
-                                        if suspended >> i & 1 and suspended < 8},
-                  capacity={TIERS[cap % 5]: 1 + cap // 5 % 3} if cap >= 40 else {},
+                  department_suspended={d: START + dt.timedelta(days=1) for d in sorted(suspended)},
+                  capacity={TIERS[cap % 5]: 1 + cap // 5 % 3} if cap >= 42 else {},
                   manager_tiers=MANAGER_TIERS)
 
 
@@ -246,58 +243,70 @@ AMOUNT_OF_TIER = {"A": 900_000, "B": 500_000, "C": 250_000, "D": 60_000, "below_
 
 
 @st.composite
-def scenarios(draw, max_steps: int = 4, max_burst: int = 6) -> dict:
-    """A scenario (SCENARIOS.md) over a small random organisation, in steps minutes to hours apart (about a
-    week at most: a Monday shift): a burst of registrations at one instant — random tiers, repeated phones,
-    `self` leads — then, a few minutes later and at one instant, what happens to people and leads: first
-    contacts or none (R-SLA-1 -> R-SUSP-5 pauses), leaves, violations (R-SUSP-1), late tables (R-SUSP-4),
-    departures (R-CONV-6), hand-ons (R-ALLOC-3), invalid marks (R-VAL-4 -> R-ALLOC-6)."""
-    org = draw(organisations(max_departments=2, max_sales=3))
+def _burst(draw, t: dt.datetime, org: dict, refs: list[str], phones: list[str], size: int) -> list[dict]:
+    """Registrations at one instant: mostly tiers somebody may serve, some unclassified or non-target (to the
+    managers, R-ALLOC-3), some `self` leads (R-REG-8), now and then a repeat caller (R-REG-5)."""
+    sellers = salespeople(org) or ["k1"]
+    grades = {p.get("grade") for p in org["people"] if p["role"] == "sales"}
+    served = sorted({t for t in TIERS for g in grades if may_serve(g, t)})
+    out = []
+    for _ in range(size):
+        tier = draw(st.sampled_from(served * 2 + list(TIERS) + ["unknown"]))
+        channel = draw(st.sampled_from(COMPANY_CHANNELS * 2 + ("self",)))
+        again = phones and draw(st.integers(0, 7)) == 7
+        phones.append(draw(st.sampled_from(phones)) if again else phone_number(len(refs)))
+        refs.append(f"c{len(refs)}")
+        out.append({"at": t.isoformat(), "type": "register", "ref": refs[-1], "channel": channel, "phone": phones[-1],
+                    "by": draw(st.sampled_from(sellers)) if channel == "self" else "k1",
+                    "amount": AMOUNT_OF_TIER.get(tier), "target": draw(st.sampled_from((True,) * 6 + (False, None)))})
+    return out
+
+
+@st.composite
+def _happenings(draw, t: dt.datetime, org: dict, refs: list[str], new: list[str]) -> list[dict]:
+    """What happens at one instant after a burst: first contacts on most new leads (in time when within 10
+    minutes; a lead without one pauses its owner, R-SUSP-5), leaves (R-SUSP-2), a violation (R-SUSP-1), a
+    departure (R-CONV-6), a late daily table (R-SUSP-4), hand-ons (R-ALLOC-3), invalid marks (R-VAL-4)."""
+    at = t.isoformat()
+    people = [p["id"] for p in org["people"] if p["role"] in ("sales", "manager")] or ["k1"]
     sellers = salespeople(org) or ["k1"]
     managers = [p["id"] for p in org["people"] if p["role"] == "manager"] or ["k1"]
-    departments = [d["id"] for d in org["departments"]]
+    out = [{"at": at, "type": "contact", "customer": ref} for ref in new if draw(st.integers(0, 7)) > 0]
+    out += [{"at": at, "type": "leave", "person": p, "kind": draw(st.sampled_from(("personal", "sick")))}
+            for p in draw(st.lists(st.sampled_from(people), max_size=2, unique=True))]
+    if draw(st.integers(0, 3)) == 3:  # a suspension lasts 7 days and a departure for good: now and then
+        out.append({"at": at, "type": "violation", "person": draw(st.sampled_from(people)), "kind": "company_rule"})
+    if draw(st.integers(0, 3)) == 3:
+        out.append({"at": at, "type": "depart", "person": draw(st.sampled_from(people))})
+    for kind in draw(st.lists(st.sampled_from(("late_table", "hand_on", "invalid")), max_size=2)):
+        e: dict = {"at": at, "type": kind}
+        if kind == "late_table":
+            e["department"] = draw(st.sampled_from([d["id"] for d in org["departments"]]))
+        else:
+            e["customer"] = draw(st.sampled_from(refs))
+        if kind == "invalid":
+            e["reason"] = draw(st.sampled_from(("unreachable", "no_intent", "advertising")))
+        elif kind == "hand_on":
+            e.update(to=draw(st.sampled_from(sellers)), by=draw(st.sampled_from(managers)))
+        out.append(e)
+    return out
+
+
+@st.composite
+def scenarios(draw, max_steps: int = 4, max_burst: int = 10) -> dict:
+    """A scenario (SCENARIOS.md) over a small random organisation, in steps minutes to a day apart (a Monday
+    shift within reach): each step a burst of registrations at one instant, then what happens to people and
+    leads a few minutes later at one instant; a last burst shows what the last step changed."""
+    org = draw(organisations(max_departments=2, max_sales=4))
     events: list[dict] = []
     refs: list[str] = []
-    t = START
     phones: list[str] = []
-    for _ in range(draw(st.integers(min(3, max_steps), max_steps))):
+    t = START
+    for step in range(draw(st.integers(min(3, max_steps), max_steps)) + 1):
         t += dt.timedelta(minutes=draw(st.sampled_from((30, 1, 5, 240, 600, 1440))))
-        burst = draw(st.integers(min(2, max_burst), max_burst))
-        for _ in range(burst):
-            tier = draw(st.sampled_from(TIERS + ("unknown",)))
-            channel = draw(st.sampled_from(COMPANY_CHANNELS + COMPANY_CHANNELS + ("self",)))
-            ref = f"c{len(refs)}"
-            again = phones and draw(st.integers(0, 7)) == 7  # a repeat caller (R-REG-5)
-            phones.append(draw(st.sampled_from(phones)) if again else phone_number(len(refs)))
-            events.append({"at": t.isoformat(), "type": "register", "ref": ref, "channel": channel,
-                           "phone": phones[-1],
-                           "by": draw(st.sampled_from(sellers)) if channel == "self" else "k1",
-                           "amount": AMOUNT_OF_TIER.get(tier), "target": draw(st.sampled_from((True, True, False, None)))})
-            refs.append(ref)
-        then = (t + dt.timedelta(minutes=draw(st.sampled_from((9, 3, 15))))).isoformat()
-        # most new leads are contacted (in time when `then` is within 10 minutes), so R-SUSP-5 pauses don't hide
-        # everything else that keeps people out
-        contacted = [{"at": then, "type": "contact", "customer": ref} for ref in refs[-burst:] if draw(st.booleans())
-                     or draw(st.booleans())]
-        events.extend(contacted)
-        away = draw(st.lists(st.sampled_from(sellers), max_size=2, unique=True))
-        events.extend({"at": then, "type": "leave", "person": p, "kind": draw(st.sampled_from(("personal", "sick")))}
-                      for p in away)
-        for kind in draw(st.lists(st.sampled_from(("violation", "late_table", "depart", "hand_on", "invalid",
-                                                   "contact")), max_size=2)):
-            e: dict = {"at": then, "type": kind}
-            if kind in ("contact", "invalid", "hand_on"):
-                e["customer"] = draw(st.sampled_from(refs))
-            if kind == "invalid":
-                e["reason"] = draw(st.sampled_from(("unreachable", "no_intent", "advertising")))
-            elif kind == "hand_on":
-                e.update(to=draw(st.sampled_from(sellers)), by=draw(st.sampled_from(managers)))
-            elif kind == "violation":
-                e.update(person=draw(st.sampled_from(sellers)), kind="company_rule")
-            elif kind == "late_table":
-                e["department"] = draw(st.sampled_from(departments))
-            elif kind == "depart":
-                e["person"] = draw(st.sampled_from(sellers))
-            events.append(e)
-        t = dt.datetime.fromisoformat(then)
+        burst = draw(_burst(t, org, refs, phones, draw(st.integers(min(3, max_burst), max_burst))))
+        events += burst
+        if step < max_steps:
+            t += dt.timedelta(minutes=draw(st.sampled_from((9, 3, 9, 15))))
+            events += draw(_happenings(t, org, refs, [e["ref"] for e in burst]))
     return {"name": "property", "start": START.isoformat(), **org, "events": events}

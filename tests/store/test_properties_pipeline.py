@@ -25,10 +25,9 @@ from leadflow.simulate import Replay, event_row, registration_row, replay_databa
 from leadflow.stages.allocation import pointers_for_week
 from leadflow.stages.context import StageContext
 from leadflow.stages.people import load_org
-from leadflow.state import world_state
 from leadflow.store.db import create_all
 from leadflow.store.models import (
-    Assignment, Bar, Base, Customer, IntakeBatch, Leave, Pause, Person, Registration, Suspension, ValidationHold,
+    Assignment, Bar, Base, Customer, IntakeBatch, Leave, Ledger, Pause, Person, Registration, Suspension, ValidationHold,
 )
 from leadflow.wiring import make_gate
 from tests.conftest import require_postgres
@@ -84,7 +83,8 @@ def _people(conn) -> dict:
                                                   Person.departed_at))}
 
 
-def _spans(conn, model, who, start, end, *where) -> dict:
+def _spans(conn, who, start, end, *where) -> dict:
+    """subject -> [(start, end)] of leaves or suspensions."""
     out = defaultdict(list)
     for subject, s, e in conn.execute(select(who, start, end).where(*where)):
         out[subject].append((s, e))
@@ -100,10 +100,10 @@ def assert_allocations_lawful(conn) -> int:
     """R-ALLOC-3/4, R-SUSP-1/2/4/7, R-CONV-6: nobody received a lead while departed, on leave, suspended (or
     their department), barred from the tier, ineligible for it, or (by the rotation) paused for it."""
     people = _people(conn)
-    leave = _spans(conn, Leave, Leave.person_id, Leave.at, Leave.until)
-    person_susp = _spans(conn, Suspension, Suspension.subject_id, Suspension.starts_at, Suspension.ends_at,
+    leave = _spans(conn, Leave.person_id, Leave.at, Leave.until)
+    person_susp = _spans(conn, Suspension.subject_id, Suspension.starts_at, Suspension.ends_at,
                          Suspension.subject_kind == "person")
-    dept_susp = _spans(conn, Suspension, Suspension.subject_id, Suspension.starts_at, Suspension.ends_at,
+    dept_susp = _spans(conn, Suspension.subject_id, Suspension.starts_at, Suspension.ends_at,
                        Suspension.subject_kind == "department")
     bars = defaultdict(list)
     for pid, tier, since, lifted in conn.execute(select(Bar.person_id, Bar.tier, Bar.since, Bar.lifted_at)):
@@ -131,15 +131,37 @@ def assert_allocations_lawful(conn) -> int:
             assert _pause_lower_bound(pauses[(pid, tier)], t) <= 0, f"{what} while paused for the tier"
     for key, rounds in pauses.items():
         assert sum(r for _, r in rounds) >= 0, f"{key} used more paused rounds than it had"
+    assert_ledger_order_lawful(conn, people)
     return len(rows)
+
+
+def assert_ledger_order_lawful(conn, people: dict) -> None:
+    """The same at the instants a departure or suspension arrives, by the ledger's order (R-ALLOC-7): no
+    allocation or hand-on entered after a person's departure, or after a suspension of them or their
+    department that had not ended."""
+    departed: set[str] = set()
+    until: dict[str, dt.datetime] = {}
+    entries = conn.execute(select(Ledger.at, Ledger.action, Ledger.person_id, Ledger.department_id, Ledger.explanation,
+                                  Ledger.rule_id).order_by(Ledger.id))
+    for at, action, pid, dept, explanation, rule in entries:
+        if action == "depart":
+            departed.add(pid)
+        elif action == "suspend":
+            end = dt.datetime.fromisoformat(explanation["until"])
+            until[pid or dept] = max(end, until.get(pid or dept, end))
+        elif action in ("allocate", "hand_on") and pid is not None:
+            what = f"{pid} received a lead at {at} ({rule})"
+            assert pid not in departed, f"{what} after the ledger recorded their departure"
+            assert at >= until.get(pid, at), f"{what} while suspended"
+            assert at >= until.get(people[pid].department_id, at), f"{what} while the department was suspended"
 
 
 def assert_pool_only_when_nobody_could(conn, t: dt.datetime) -> None:
     """R-ALLOC-5: after an offer at `t`, a lead waits in the pool only while nobody anywhere could take it."""
     people = _people(conn)
     held = set(conn.execute(select(ValidationHold.customer_id).where(ValidationHold.cleared_at.is_(None))).scalars())
-    leave = _spans(conn, Leave, Leave.person_id, Leave.at, Leave.until)
-    susp = _spans(conn, Suspension, Suspension.subject_id, Suspension.starts_at, Suspension.ends_at)
+    leave = _spans(conn, Leave.person_id, Leave.at, Leave.until)
+    susp = _spans(conn, Suspension.subject_id, Suspension.starts_at, Suspension.ends_at)
     paused = defaultdict(int)
     for pid, tier, rounds in conn.execute(select(Pause.person_id, Pause.tier, Pause.rounds)):
         paused[(pid, tier)] += rounds
@@ -181,7 +203,7 @@ def expected_counts(batch, keys: set, phones: set) -> tuple:
 
 
 @pytest.mark.parametrize("database", DATABASES)
-@store_settings(5)
+@store_settings(6)
 @given(data=st.data())
 def test_r_reg_4_5_r_val_2_rows_in_equal_accepted_plus_attached_plus_quarantined_for_random_batches(database, data):
     org = data.draw(organisations(), label="org")
@@ -202,14 +224,17 @@ def test_r_reg_4_5_r_val_2_rows_in_equal_accepted_plus_attached_plus_quarantined
                 assert b["rows_in"] == b["accepted"] + b["attached"] + b["quarantined"] and b["finished_at"], dict(b)
             assert_one_owner_each(conn)
             assert_allocations_lawful(conn)
-            assignments = conn.execute(select(func.count()).select_from(Assignment)).scalar()
+            before = dict(conn.execute(select(Customer.id, Customer.owner_id)).all())
         rows = [dict(r.row, row_number=n + 1) for n, r in enumerate(batches[0])]
         again = engine.register(ctx, "b0", "property", rows, START + dt.timedelta(days=2))  # the same file again
         rows_in, accepted, attached, quarantined = batch_counts(again)
         assert rows_in == accepted + attached + quarantined == len(rows)
         with ctx.engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(Customer)).scalar() == len(phones)
-            assert conn.execute(select(func.count()).select_from(Assignment)).scalar() == assignments
+            after = dict(conn.execute(select(Customer.id, Customer.owner_id)).all())
+            assert after.keys() == before.keys()  # no new customer
+            # no lead changes hands; a lead waiting in the pool may be allocated by the run's offer (R-ALLOC-5)
+            assert {c: o for c, o in after.items() if before[c] is not None} == \
+                {c: o for c, o in before.items() if o is not None}
             assert_one_owner_each(conn)
 
 
@@ -296,7 +321,7 @@ def receiving_group(org: dict, department: str, tier: str) -> list[str]:
 
 
 @pytest.mark.parametrize("database", DATABASES)
-@store_settings(4)
+@store_settings(6)
 @given(data=st.data())
 def test_r_alloc_1_2_leads_in_several_runs_spread_as_one_run_would_within_one_among_equally_eligible(database, data):
     focused = data.draw(st.booleans(), label="few grades and tiers")  # round-robins of several people
@@ -353,7 +378,7 @@ def replay(database: str, scenario: dict) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("database", DATABASES)
 @store_settings(2)
-@given(scenario=scenarios(max_steps=2, max_burst=3))
+@given(scenario=scenarios(max_steps=1, max_burst=3))
 def test_a_replay_is_deterministic_the_same_scenario_twice_leaves_the_same_store(database, scenario):
     state, tables = replay(database, scenario)
     again_state, again_tables = replay(database, scenario)

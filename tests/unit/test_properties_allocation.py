@@ -21,6 +21,7 @@ from tests.strategies import (
     MANAGER_TIERS, START, Change, DeptChange, Lead, NewWeek, Stream, examples, may_serve, streams,
 )
 
+
 def kept_out(p, tier: str, roster: Roster, exclude: frozenset[str]) -> str | None:
     """Why the rulebook keeps `p` from a lead of `tier` now, pauses aside; None when nothing does."""
     if p.id in exclude:
@@ -63,6 +64,7 @@ class Turn:
 
 
 def drive(stream: Stream) -> list[Turn]:
+    """Offer the stream's leads in order, the world changing between them as the stream says."""
     roster, debts, week, pointers, turns = stream.roster, list(stream.debts), 0, {}, []
     for step in stream.steps:
         if isinstance(step, NewWeek):

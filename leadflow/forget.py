@@ -35,6 +35,7 @@ from sqlalchemy.exc import OperationalError
 from leadflow import engine
 from leadflow.events.normalise import customer_reference
 from leadflow.events.resolve import resolve_keys, resolve_phones
+from leadflow.privacy import mask_phones_in_text
 from leadflow.rules.registration import mask_phone
 from leadflow.stages.context import StageContext
 from leadflow.store import ledger
@@ -72,7 +73,7 @@ def operator(by: str | None) -> str:
         name = None
     if not name:
         raise ErasureError("say who carries out the erasure with --by.")
-    return name
+    return mask_phones_in_text(name)  # R-REG-7: a phone given as a name is not stored in full either
 
 
 def forget(ctx: StageContext, key: str, by: str, now: dt.datetime | None = None) -> Erasure:

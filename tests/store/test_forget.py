@@ -197,3 +197,11 @@ def test_r_reg_5_a_forgotten_number_registered_again_is_a_new_customer(ctx):
                            "registered_at": "2026-03-02 10:00", "registered_by": "k1", "external_ref": "H-9"},
                           now=T0 + dt.timedelta(hours=1), ctx=ctx)
     assert again["status"] == "accepted" and again["customer_id"] != c and again["phone"] == "139****0001"
+
+
+def test_r_reg_7_a_phone_given_as_who_erases_or_exports_is_kept_masked():
+    """Found trying it from a fresh clone: `--by 13912340022` was written in full into the ledger."""
+    from leadflow.forget import operator
+
+    assert operator("13912340022") == "139****0022"
+    assert operator("ops-lead") == "ops-lead"

@@ -214,10 +214,12 @@ def _check_readable(path: Path) -> str:
         raise IntakeFileError(f"{name}: unsupported file type '{suffix}' (use .csv, .jsonl or .xlsx).")
     try:
         with path.open("rb") as f:
-            f.read(1)
+            first = f.read(1)
     except OSError as e:
         reason = (e.strerror or "unknown error").lower()
         raise IntakeFileError(f"{name}: the file cannot be read ({reason}).") from None
+    if not first:
+        raise IntakeFileError(f"{name}: the file is empty (0 bytes).")
     return name
 
 

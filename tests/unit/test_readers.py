@@ -385,7 +385,7 @@ def test_r_reg_1_binary_jsonl_is_not_text(tmp_path):
 
 
 def test_r_reg_1_empty_csv_has_no_header_row(tmp_path):
-    assert error_of(write(tmp_path / "x.csv", "")) == "x.csv: the file has no header row."
+    assert error_of(write(tmp_path / "x.csv", "")) == "x.csv: the file is empty (0 bytes)."
     assert error_of(write(tmp_path / "y.csv", "\n\n  \n")) == "y.csv: the file has no header row."
 
 
@@ -474,3 +474,13 @@ def test_r_reg_1_sample_org_file_shape():
     assert (by_id["s3"]["grade"], by_id["s3"]["rank"]) == ("C", 1)
     assert by_id["s4"]["grade"] is None
     assert by_id["k1"]["role"] == "receptionist"
+
+
+def test_issue_8_5_a_zero_byte_file_is_said_to_be_empty_not_missing_a_column(tmp_path):
+    from leadflow.intake.readers import IntakeFileError, header_names, read_registration_file
+
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    for read in (header_names, read_registration_file):
+        with pytest.raises(IntakeFileError, match=r"empty\.csv: the file is empty"):
+            read(empty)

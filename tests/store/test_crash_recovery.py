@@ -91,6 +91,16 @@ def _reference(backend: str, workdir) -> dict:
             drop_schema(url, schema)
 
 
+def assert_recovered_and_goes_on(ctx, workdir, step: str, summary: dict, reference: dict) -> None:
+    """The rerun left the reference's store, the next step too, and the rerun's summary says what it did."""
+    assert_recovered(ctx, workdir, step, reference)
+    nxt = STEP_NAMES.index(step) + 1
+    if nxt < len(STEP_NAMES):  # and the life of the store goes on as the reference's did
+        scenario.perform(ctx, workdir, STEP_NAMES[nxt])
+        assert_recovered(ctx, workdir, STEP_NAMES[nxt], reference)
+    _assert_summary_says_what_the_rerun_did(step, summary, reference[step][1])
+
+
 def live_through(ctx, workdir, until: str) -> None:
     """Run the scenario's steps before `until`, uncrashed."""
     for step in STEP_NAMES[:STEP_NAMES.index(until)]:
@@ -137,12 +147,7 @@ def test_issue_8_3_a_rerun_after_kill_9_completes_the_step_as_if_nothing_had_cra
                 f"the kill at {point} came after the step was complete: it proves nothing"
 
         summary = scenario.perform(ctx, tmp_path, step)  # the operator runs the same command again
-        assert_recovered(ctx, tmp_path, step, reference)
-        nxt = STEP_NAMES.index(step) + 1
-        if nxt < len(STEP_NAMES):  # and the life of the store goes on as the reference's did
-            scenario.perform(ctx, tmp_path, STEP_NAMES[nxt])
-            assert_recovered(ctx, tmp_path, STEP_NAMES[nxt], reference)
-        _assert_summary_says_what_the_rerun_did(step, summary, reference[step][1])
+        assert_recovered_and_goes_on(ctx, tmp_path, step, summary, reference)
     finally:
         ctx.gate.close()
         ctx.engine.dispose()

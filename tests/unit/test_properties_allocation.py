@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadflow.stages.allocation import _apply_to_roster
 from leadflow.rules.allocation import Debt, Decision, Roster, next_owner
 from leadflow.stages.allocation import pointers_for_week
 from tests.strategies import (
@@ -88,16 +89,7 @@ def drive(stream: Stream) -> list[Turn]:
     return turns
 
 
-def _after(roster: Roster, d: Decision) -> Roster:
-    """A consumed pause is one round fewer; an allocation is one more open lead (R-ALLOC-4)."""
-    people = dict(roster.people)
-    for pid in d.consumed_pauses:
-        p = people[pid]
-        people[pid] = dataclasses.replace(p, paused={**p.paused, d.tier: p.paused.get(d.tier, 0) - 1})
-    if d.person:
-        p = people[d.person]
-        people[d.person] = dataclasses.replace(p, open_counts={**p.open_counts, d.tier: p.open_counts.get(d.tier, 0) + 1})
-    return dataclasses.replace(roster, people=people)
+_after = _apply_to_roster  # the stage's own bookkeeping between decisions of one batch (R-ALLOC-4)
 
 
 PROPERTY = settings(max_examples=examples(150))

@@ -41,6 +41,8 @@ def setup() -> None:
     if not PY.exists():
         _say("creating the virtual environment in .venv")
         venv.EnvBuilder(with_pip=True).create(VENV)
+    # prefect.toml's home (relative to the repository): Prefect creates only its last folder, and warns otherwise.
+    (ROOT / "data" / "prefect").mkdir(parents=True, exist_ok=True)
     digest = _install_digest()
     if STAMP.exists() and STAMP.read_text() == digest:
         return

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from tasks.masked import flow
 from prefect.states import Completed, Failed
 
+from flows.params import AsOf
 from leadflow import engine
 from leadflow.privacy import mask_phones_in_text
 from tasks import reporting
@@ -39,7 +40,9 @@ def engine_run(as_of: dt.datetime | None, act: Callable[[dt.datetime | None, dt.
                offer_first: bool = True) -> tuple[dict, dict | None]:
     """One engine run inside a flow: the catch-up as task runs, `act(run_after, as_of)`, then the pool offer.
 
-    `as_of` None is now, read under the clock lock. Returns (the run's outcome, what `act` returned).
+    `as_of` None is now, read under the clock lock. Returns (the run's outcome, what `act` returned); the run's
+    summary artifact is published last (`reporting.publish_run_summary`), its attention lines in
+    `out["attention"]`.
     Raises engine.ClockError when `as_of` is before the clock.
     """
     result = None
@@ -51,23 +54,42 @@ def engine_run(as_of: dt.datetime | None, act: Callable[[dt.datetime | None, dt.
         reporting.publish_allocations("pool", decisions)
         reporting.notify_owners(decisions)
     out["holds"] = reporting.publish_holds()
+    out["attention"] = reporting.publish_run_summary(out, result)  # issue 9.4: every engine run has its summary
     return out, result
 
 
 def outcome_state(out: dict, data: dict | None = None):
-    """Completed, or Failed with one sentence when leads are left in the pool (R-ALLOC-5) or a check
-    breached more than the policy's share of what it looked at (R-SLA-7): both need a person."""
+    """Completed, or Failed with one sentence for each thing that needs a person (issue 9.5, `flows.states`):
+    leads left in the pool (R-ALLOC-5), a check that breached more than the policy's share of what it looked at
+    (R-SLA-7), records this run newly held out of a stage until fixed (R-VAL-2). The run's summary is the
+    state's data either way."""
     from leadflow.clock import iso
 
     summary = {"as_of": iso(out["as_of"], stage_ctx().policy), "stages_run": dict(Counter(r["stage"] for r in out["timed"])),
                "events": out.get("events"), "allocated": out["pool"].get("allocated", 0),
                "pooled": out["pool"].get("pooled", 0), **(data or {})}
-    loud = [r["summary"]["warning"] for r in out["timed"] if r["summary"].get("mass_breach")]
-    if out["pool"].get("pooled"):
-        return reporting.pool_warning(out["pool"], data)
-    if loud:  # R-REG-7: a state message is stored and shown by Prefect
-        return Failed(message=mask_phones_in_text(loud[0]), data=summary)
+    needs = [reporting.pool_warning(out["pool"], data).message] if out["pool"].get("pooled") else []
+    needs += [r["summary"]["warning"] for r in out["timed"] if r["summary"].get("mass_breach")][:1]
+    needs += [held] if (held := _newly_held(out)) else []
+    if needs:  # R-REG-7: a state message is stored and shown by Prefect
+        return Failed(message=mask_phones_in_text("; ".join(n.rstrip(".") for n in needs) + "."), data=summary)
     return Completed(message=mask_phones_in_text(_describe(summary)), data=summary)
+
+
+def _newly_held(out: dict) -> str | None:
+    """One sentence on the records this flow run newly held (R-VAL-2), or None."""
+    from leadflow.stages.validation import newly_held
+
+    ctx = stage_ctx()
+    with ctx.engine.connect() as conn:
+        held = newly_held(conn, ctx.flow_run_id, out.get("previous"))
+    if not held:
+        return None
+    suites = Counter(h["suite"] for h in held)
+    reasons = Counter(r for h in held for r in h["reasons"])
+    return (f"{len(held)} record(s) newly held out of a stage until fixed (R-VAL-2): "
+            + ", ".join(f"{n} by the {s} suite" for s, n in sorted(suites.items()))
+            + " (" + ", ".join(f"{r} × {n}" for r, n in sorted(reasons.items())) + ")")
 
 
 def _describe(summary: dict) -> str:
@@ -82,6 +104,6 @@ def catch_up(as_of: dt.datetime | None):
 
 
 @flow(name="tick", flow_run_name=run_name("tick"))
-def tick_flow(as_of: dt.datetime | None = None):
+def tick_flow(as_of: AsOf = None):
     """Bring the store to `as_of` (default now): every due instant of every stage, in time order (R-SLA-6)."""
     return catch_up(as_of)

@@ -6,13 +6,12 @@ clock catches up, the claims and the `dispute` event are recorded and applied, t
 """
 from __future__ import annotations
 
-import datetime as dt
-
 from tasks.masked import flow
 from prefect.states import Failed
 
-from flows.clock import engine_run
+from flows.clock import engine_run, outcome_state
 from flows.events import PHONE_REFUSED
+from flows.params import AsOf, CustomerRef, PersonIds
 from leadflow.events.record import batch_id_for, payload_digest
 from leadflow.privacy import mask_phones_in_text
 from tasks import engine as steps
@@ -26,7 +25,7 @@ def _run_name() -> str:
 
 
 @flow(name="dispute", flow_run_name=_run_name)
-def dispute_flow(customer: int | str, claimants: list[str] | None = None, as_of: dt.datetime | None = None):
+def dispute_flow(customer: CustomerRef, claimants: PersonIds = None, as_of: AsOf = None):
     """Decide who the customer's deal belongs to from the recorded history; same history, nothing new."""
     if mask_phones_in_text(str(customer)) != str(customer):
         return Failed(message=PHONE_REFUSED)
@@ -50,4 +49,5 @@ def dispute_flow(customer: int | str, claimants: list[str] | None = None, as_of:
     if decision is None:
         return Failed(message=f"customer {customer_id}: no decision was recorded (see the validation artifact).")
     reporting.publish_dispute(customer_id, decision)
-    return decision
+    state = outcome_state(out, {"dispute": decision})  # issue 9.5: a pooled lead or a mass breach needs a person
+    return state if state.is_failed() else decision

@@ -7,7 +7,6 @@ Rows in = applied + duplicate + waiting + refused, with every refused row's reas
 """
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from flows.clock import engine_run, outcome_state
+from flows.params import AsOf, Events, FilePath, Operator
 from leadflow.events.record import batch_id_for, payload_digest
 from leadflow.rules.registration import mask_phones_in_text
 from tasks import engine as steps
@@ -51,7 +51,7 @@ def _file_run_name() -> str:
 
 
 @flow(name="events-file", flow_run_name=_file_run_name)
-def events_file_flow(path: str, as_of: dt.datetime | None = None, operator: str | None = None):
+def events_file_flow(path: FilePath, as_of: AsOf = None, operator: Operator = None):
     """Record a file of lifecycle events (CSV in UTF-8/BOM/GBK, JSON Lines, .xlsx); the same file twice
     is one delivery, and a row already delivered in another file is a duplicate."""
     name = mask_phones_in_text(Path(path).name)
@@ -81,7 +81,7 @@ def _phone_in(events: list[dict]) -> bool:
 
 
 @flow(name="record-events", flow_run_name=lambda: f"record {len(flow_run.parameters.get('events') or [])} events")
-def record_events_flow(events: list[dict], as_of: dt.datetime | None = None, operator: str | None = None):
+def record_events_flow(events: Events, as_of: AsOf = None, operator: Operator = None):
     """Record events given as parameters: each a mapping of `type`, `at`, `customer` (id or registration
     reference — never a phone), `by`, and the type's fields (SCENARIOS.md event types)."""
     if _phone_in(events):

@@ -10,7 +10,6 @@ offered by this run (as by every run), and the summary says so.
 """
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from tasks.masked import flow
@@ -18,6 +17,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from flows.clock import engine_run, outcome_state
+from flows.params import AsOf, FilePath
 from leadflow import engine
 from leadflow.rules.registration import mask_phones_in_text
 from tasks import intake, reporting
@@ -28,7 +28,7 @@ def _run_name() -> str:
 
 
 @flow(name="intake", flow_run_name=_run_name, log_prints=False)
-def intake_flow(path: str, as_of: dt.datetime | None = None):
+def intake_flow(path: FilePath, as_of: AsOf = None):
     """Register a file of leads: catch up, stage, validate, settle, allocate, publish."""
     name = mask_phones_in_text(Path(path).name)
     batch_id, digest = intake.batch_id_for(path)
@@ -46,7 +46,7 @@ def intake_flow(path: str, as_of: dt.datetime | None = None):
             if "batch_error" in summary:
                 return summary
         summary["allocation"] = intake.offer(now, run_after)
-        return summary
+        return {**summary, "batch_id": batch_id}  # the run summary counts its quarantined rows by reason
 
     out, summary = engine_run(as_of, act)
     if "allocation" in summary:  # what the offer before the act allocated (a crashed run's leads) counts too
@@ -59,7 +59,7 @@ def intake_flow(path: str, as_of: dt.datetime | None = None):
     reporting.publish_allocations(name, summary["allocation"]["decisions"])
     reporting.notify_owners(summary["allocation"]["decisions"])
     reporting.publish_intake(name, batch_id, summary)
-    if summary["allocation"].get("pooled"):
-        return reporting.pool_warning(summary["allocation"], summary)
-    state = outcome_state(out, {k: v for k, v in summary.items() if k != "allocation"})
+    # R-ALLOC-5: what this run left in the pool, every lead and why (this batch's and older ones re-offered)
+    pool = {**out["pool"], **reporting.final_pool(out, summary)}
+    state = outcome_state({**out, "pool": pool}, summary)
     return state if state.is_failed() else summary

@@ -3,18 +3,17 @@ follow-ups, sales steps, deals and leaves for the leads they were allocated (`le
 the main job serves, a few new registrations every run (`leadflow.samples.history.register_new`)."""
 from __future__ import annotations
 
-import datetime as dt
-
 from tasks.masked import flow
 
 from flows.clock import run_name
+from flows.params import AsOf, Folder, Time
 from leadflow.samples.feed import LOOKAHEAD
 from tasks import reporting
 from tasks import sample_activity as steps
 
 
 @flow(name="sample-history", flow_run_name=run_name("sample history"))
-def sample_history_flow(start: dt.datetime, end: dt.datetime, folder: str) -> dict:
+def sample_history_flow(start: Time, end: Time, folder: Folder) -> dict:
     """The activity of (start, end] as the CRM, the 400 system and HR export it, each export recorded at its
     time (every four hours and at every SLA deadline), so records made in time are never breaches."""
     t, deliveries = start, []
@@ -27,7 +26,7 @@ def sample_history_flow(start: dt.datetime, end: dt.datetime, folder: str) -> di
 
 
 @flow(name="sample-activity", flow_run_name=run_name("sample activity"))
-def sample_activity_flow(as_of: dt.datetime | None = None) -> dict:
+def sample_activity_flow(as_of: AsOf = None) -> dict:
     """Every 2 minutes: the few registrations taken since the last run (registered and allocated), then what the
     sample organisation's people did by now for the leads allocated in the last days, these included."""
     registered = steps.register_new(as_of)

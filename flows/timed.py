@@ -4,38 +4,37 @@ does all that is due, in time order: the audit grace hand-over happens within 5 
 """
 from __future__ import annotations
 
-import datetime as dt
-
 from tasks.masked import flow
 
 from flows.clock import catch_up, run_name
+from flows.params import AsOf
 
 
 @flow(name="sla-check", flow_run_name=run_name("sla check"))
-def sla_check_flow(as_of: dt.datetime | None = None):
+def sla_check_flow(as_of: AsOf = None):
     """R-SLA-1..4, R-SLA-6/7: the global catch-up (every 5 minutes)."""
     return catch_up(as_of)
 
 
 @flow(name="monthly-audit", flow_run_name=run_name("monthly audit"))
-def monthly_audit_flow(as_of: dt.datetime | None = None):
+def monthly_audit_flow(as_of: AsOf = None):
     """R-SLA-5: the global catch-up (on the 1st); the listing and the hand-overs run at their own instants."""
     return catch_up(as_of)
 
 
 @flow(name="conversion-expiry", flow_run_name=run_name("conversion expiry"))
-def conversion_expiry_flow(as_of: dt.datetime | None = None):
+def conversion_expiry_flow(as_of: AsOf = None):
     """R-CONV-1/2, R-SUSP-7: the global catch-up (daily); each expiry runs at its own instant."""
     return catch_up(as_of)
 
 
 @flow(name="quarterly-review", flow_run_name=run_name("quarterly review"))
-def quarterly_review_flow(as_of: dt.datetime | None = None):
+def quarterly_review_flow(as_of: AsOf = None):
     """R-TIER-4/5: the global catch-up (at each quarter); the review runs when it is due."""
     return catch_up(as_of)
 
 
 @flow(name="allocation", flow_run_name=run_name("allocation"))
-def allocation_flow(as_of: dt.datetime | None = None):
+def allocation_flow(as_of: AsOf = None):
     """R-ALLOC-5: the global catch-up, then the pool is offered again, oldest first."""
     return catch_up(as_of)

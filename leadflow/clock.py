@@ -93,3 +93,34 @@ def month_starts_between(after: dt.datetime, upto: dt.datetime, policy: Policy, 
             out.append(cur)
         cur = add_months(cur, 1)
     return out
+
+
+def business_date(t: dt.datetime, policy: Policy) -> dt.date:
+    """The business day (policy time zone) that `t` falls on; a naive `t` is taken as UTC."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    return local(t, policy).date()
+
+
+def week_start(t: dt.datetime, policy: Policy) -> dt.datetime:
+    """Monday 00:00 business time of the week (R-ALLOC-1: Monday to Monday) containing `t`, aware, with the
+    zone's offset then; a naive `t` is taken as UTC."""
+    day = business_date(t, policy)
+    monday = day - dt.timedelta(days=day.weekday())
+    return dt.datetime.combine(monday, dt.time(0), tzinfo=zone(policy))
+
+
+def last_week(t: dt.datetime, policy: Policy) -> tuple[dt.datetime, dt.datetime]:
+    """The last whole business week before `t`: (last Monday 00:00, this Monday 00:00), business time.
+
+    The weekly rotation report runs Mondays 00:00 and covers the week just ended."""
+    end = week_start(t, policy)
+    start = week_start(end - dt.timedelta(days=1), policy)  # a day back, not 7: a DST change keeps Monday 00:00
+    return start, end
+
+
+def day_window(first: dt.date, last: dt.date, policy: Policy) -> tuple[dt.datetime, dt.datetime]:
+    """Business days `first` through `last` as a half-open window [first 00:00, the day after `last` 00:00)."""
+    z = zone(policy)
+    return (dt.datetime.combine(first, dt.time(0), tzinfo=z),
+            dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), tzinfo=z))

@@ -120,6 +120,7 @@ def merge_offers(*offers: dict | None) -> dict:
         for k in ("offered", "allocated", "decisions"):
             merged[k] += (o or {}).get(k, 0 if k != "decisions" else [])
     merged["pooled"] = (offers[-1] or {}).get("pooled", 0) if offers else 0
+    merged["pooled_leads"] = (offers[-1] or {}).get("pooled_leads", []) if offers else []  # who, and why
     return merged
 
 

@@ -10,6 +10,7 @@ from leadflow.engine import ClockError
 from leadflow.stages.intake import StageFailure
 from leadflow.stages.people import OrgError
 from leadflow.stages.validation import ValidationFailure
+from leadflow.start import ServerUnavailable
 from leadflow.store.db import StoreError
 
 
@@ -19,7 +20,7 @@ class ArgumentError(ValueError):
 
 
 USER_ERRORS = (ArgumentError, IntakeFileError, OrgFileError, PolicyError, ScenarioError, ClockError, StageFailure,
-               OrgError, StoreError, ValidationFailure)
+               OrgError, StoreError, ValidationFailure, ServerUnavailable)
 
 
 def one_line(e: BaseException) -> str:

@@ -17,32 +17,59 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from leadflow.settings import get_settings
+from leadflow.progress import progress
+from leadflow.settings import PROJECT_DIR, get_settings
 
 UI = "http://127.0.0.1:{port}"
 
 
-def prefect_env(port: int = 4200) -> dict[str, str]:
-    """Prefect's home and API address for this project (set before Prefect is imported).
+def prefect_toml() -> dict:
+    """The Prefect settings file this command follows: ./prefect.toml, as Prefect itself reads it, else the
+    repository's (a command run from another folder reaches the same server). Parsed TOML; {} when neither exists."""
+    for path in (Path("prefect.toml"), PROJECT_DIR / "prefect.toml"):
+        if path.is_file():
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+    return {}
+
+
+def default_port() -> int:
+    """The port prefect.toml gives the server (`[server.api] port`; 4200, Prefect's own default, without one)."""
+    return int(prefect_toml().get("server", {}).get("api", {}).get("port", 4200))
+
+
+def prefect_env(port: int | None = None) -> dict[str, str]:
+    """Prefect's settings for this project's processes, put in os.environ before Prefect is imported; returns them.
+
+    The same values as prefect.toml (the API address is read from it), with absolute paths, so a `leadflow` command
+    works from any folder: the home is LEADFLOW_DATA_DIR/prefect (prefect.toml's `data/prefect` by default). What
+    the environment sets already wins (PREFECT_API_URL for a server on another port, the tests' own homes), except
+    that `port` — the server `start` runs or reuses — is the API address of its own processes whatever is set.
 
     R-REG-7: Prefect's log handlers carry the masking filter (leadflow/logging.yml), and no task result is
     persisted under PREFECT_HOME/storage even when the server names a default result storage (a task's result
     lives in memory; a failed flow's exception is persisted by Prefect whatever the setting, masked at its source).
+    No command starts a temporary server of its own (server.ephemeral.enabled = false): use_server says why not.
     """
     from leadflow.privacy import LOGGING_CONFIG
 
-    settings = get_settings()
-    home = settings.data_dir / "prefect"
+    home = get_settings().data_dir / "prefect"
     home.mkdir(parents=True, exist_ok=True)
-    env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": f"{UI.format(port=port)}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": f"{UI.format(port=port)}/api",
+    api = f"{UI.format(port=port)}/api" if port is not None else \
+        prefect_toml().get("api", {}).get("url", f"{UI.format(port=4200)}/api")
+    env = {"PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_UI_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
            "PREFECT_LOGGING_SETTINGS_PATH": str(LOGGING_CONFIG), "PREFECT_TASKS_DEFAULT_PERSIST_RESULT": "false"}
     for key, value in env.items():
-        os.environ.setdefault(key, value)
-    return env
+        if port is not None and key in ("PREFECT_API_URL", "PREFECT_UI_API_URL"):
+            os.environ[key] = value
+        else:
+            os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in env}
 
 
 def server_answers(api_url: str, timeout: float = 1.0) -> bool:
@@ -53,12 +80,31 @@ def server_answers(api_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def ensure_server(port: int = 4200, wait: float = 90.0) -> subprocess.Popen | None:
-    """Start a Prefect server on SQLite in the background unless one answers; return it if we started it."""
-    env = prefect_env(port)
+class ServerUnavailable(Exception):
+    """The Prefect server the command needs does not answer: one sentence, exit 2 (issue 9.1)."""
+
+
+def use_server() -> str:
+    """Point Prefect at the project's server (prefect.toml / PREFECT_API_URL) for a command that runs flows;
+    returns the API URL. Raises ServerUnavailable, in one sentence, when nothing answers there: a flow run
+    never starts a temporary server of its own (one that a killed command would leave behind)."""
+    prefect_env()
     api = os.environ["PREFECT_API_URL"]
+    if not server_answers(api):
+        raise ServerUnavailable(f"no Prefect server answers at {api.removesuffix('/api')}: start it with "
+                                "`python3 manage.py start` (or `leadflow serve`) and run this again.")
+    return api
+
+
+def ensure_server(port: int | None = None, wait: float = 90.0) -> subprocess.Popen | None:
+    """Start a Prefect server on SQLite in the background unless one answers; return it if we started it (the caller
+    stops it). `port`: the server's; default the one PREFECT_API_URL names, else prefect.toml's (4200).
+    Raises RuntimeError, pointing at its log, when the server stops or does not answer within `wait` seconds."""
+    env = prefect_env(port)
+    api = env["PREFECT_API_URL"]
     if server_answers(api):
         return None
+    port = urllib.parse.urlsplit(api).port or default_port()
     log = open(get_settings().data_dir / "prefect-server.log", "ab")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
                              "--port", str(port)], stdout=log, stderr=log, env={**os.environ, **env},
@@ -97,7 +143,9 @@ def prepare(sample_dir: Path, leads: int, now: dt.datetime) -> Path:
     if not (sample_dir / "org.yaml").exists():
         policy = configured_policy()
         first_day, until = sample_period(now)
-        write_sample(sample_dir, first_day, until, leads, working_day=lambda d: is_working_day(d, policy))
+        with progress("sample data: the front desk's exports", "files") as update:
+            write_sample(sample_dir, first_day, until, leads, working_day=lambda d: is_working_day(d, policy),
+                         progress=update)
     load_org_file(sample_dir / "org.yaml")
     return sample_dir / "inbox"
 
@@ -121,7 +169,8 @@ def deliver_history(sample_dir: Path, inbox: Path, now: dt.datetime) -> tuple[dt
     ctx = history_context()
     try:
         last = [t for t, _ in exports(inbox, ctx.policy) if t <= now]
-        summary = deliver(ctx, sample_dir, last[-1] if last else now)
+        with progress("sample history: each export at its time", "exports") as update:
+            summary = deliver(ctx, sample_dir, last[-1] if last else now, progress=update)
         at = clock(ctx)
     finally:
         ctx.engine.dispose()
@@ -181,13 +230,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def start(port: int = 4200, leads: int | None = None, serve: bool = True) -> int:
+def start(port: int | None = None, leads: int | None = None, serve: bool = True) -> int:
+    """The main job (the module's docstring); `port`: its Prefect server's (default: PREFECT_API_URL's, else
+    prefect.toml's 4200). Prints one line per step on stdout (`Prefect UI: …`, …, `ready in N s`), progress on
+    stderr (leadflow.progress). Returns 0 once stopped (Ctrl-C or SIGTERM), stopping the server it started."""
     began = time.monotonic()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
         signal.signal(signal.SIGINT, _interrupt)
     started = ensure_server(port)
-    ui = UI.format(port=port)
+    ui = os.environ["PREFECT_API_URL"].removesuffix("/api")
     print(f"Prefect UI: {ui}  (server {'started' if started else 'already running'})", flush=True)
     try:
         from leadflow.samples.generate import LEADS
@@ -202,7 +254,8 @@ def start(port: int = 4200, leads: int | None = None, serve: bool = True) -> int
         since, summary = deliver_history(sample, inbox, now)
         print(f"sample history: {_history_line(summary, time.monotonic() - took)}", flush=True)
         state = lifecycle_flow(inbox=str(inbox), as_of=since, return_state=True)
-        print(f"lifecycle run: {state.type.value} — see {ui}/runs", flush=True)
+        said = f": {state.message}" if state.message and not state.is_completed() else ""
+        print(f"lifecycle run: {state.type.value}{said} — see {ui}/runs", flush=True)
         now = dt.datetime.now(dt.timezone.utc)  # the history took a while: its activity too, up to now
         history = sample_history_flow(start=since, end=now, folder=str(sample / "activity"), return_state=True)
         print(f"sample activity: {_describe(history)}", flush=True)
@@ -214,10 +267,16 @@ def start(port: int = 4200, leads: int | None = None, serve: bool = True) -> int
         print("stopped.", flush=True)
     finally:
         _flush_logs()
-        if started is not None:
-            started.terminate()
-            try:
-                started.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                started.kill()
+        stop_server(started)
     return 0
+
+
+def stop_server(started: subprocess.Popen | None) -> None:
+    """Stop the Prefect server `ensure_server` started (None: it was running already, and keeps running)."""
+    if started is None:
+        return
+    started.terminate()
+    try:
+        started.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        started.kill()

@@ -1,6 +1,7 @@
 """Artifacts people read in the Prefect UI; phones are always masked (R-REG-7)."""
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 from collections import Counter
@@ -9,8 +10,9 @@ from tasks.masked import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import select
 
+from leadflow.names import Labels, explanation_people, load_labels
 from leadflow.rules.registration import mask_phones_in_text
-from leadflow.store.models import Customer, Registration
+from leadflow.store.models import Registration
 from tasks.context import stage_ctx
 
 
@@ -47,6 +49,31 @@ def _key(text: str) -> str:
     return key[:60] or "run"
 
 
+def when(t: dt.datetime | str | None) -> str:
+    """A time as a person reads it in an artifact: business time to the minute, with its offset (issue 9.7)."""
+    from leadflow.clock import business_time_label
+
+    if t is None:
+        return "-"
+    return business_time_label(dt.datetime.fromisoformat(t) if isinstance(t, str) else t, stage_ctx().policy)
+
+
+def labels_for(people=(), departments=(), customers=()) -> Labels:
+    """One set-based lookup of every id an artifact shows (issue 9.4)."""
+    with stage_ctx().engine.connect() as conn:
+        return load_labels(conn, people, departments, customers)
+
+
+def named(text: str, labels: Labels) -> str:
+    """`text` with each person's and department's id (a whole word) shown as its label, phones masked."""
+    known = {**labels.departments, **labels.people}
+    if not known:
+        return mask_phones_in_text(text)
+    pattern = re.compile(r"(?<![\w(])(" + "|".join(re.escape(k) for k in sorted(known, key=len, reverse=True))
+                         + r")(?![\w)])")
+    return mask_phones_in_text(pattern.sub(lambda m: known[m.group(1)], text))
+
+
 @publishing("publish validation summary")
 def publish_validation(gate) -> None:
     reasons = Counter(r for rs in gate.quarantined.values() for r in rs)
@@ -76,25 +103,48 @@ def publish_intake(source: str, batch_id: str, summary: dict) -> None:
                                           if summary.get("already_registered") else "")))
 
 
+def considered(explanation: dict | None, labels: Labels) -> str:
+    """Who was considered for a lead and why each was passed over, in the people's names (R-ALLOC-2..5)."""
+    expl = explanation or {}
+    if expl.get("rule") == "R-ALLOC-6":
+        return "nobody else: a replacement owed is served ahead of the rotation (R-ALLOC-6)"
+    parts = []
+    for c in expl.get("considered", []):
+        who = labels.person(c["person"]) if c.get("person") else labels.department(c.get("department"))
+        parts.append(f"{who}: {'chosen' if c.get('chosen') else c.get('skipped')}")
+    if expl.get("excluded"):
+        parts.append("excluded: " + ", ".join(labels.person(p) for p in expl["excluded"]))
+    return "considered " + "; ".join(parts) if parts else "considered nobody: no one in the org chart could hold it"
+
+
 @publishing("publish allocation table")
 def publish_allocations(title: str, decisions: list[dict]) -> int:
-    """R-ALLOC-7: the published allocation, from the ledger entries the stage wrote."""
+    """R-ALLOC-7: the published allocation, from the ledger entries the stage wrote: per lead the customer (id
+    and registration reference, never a name or phone), owner and department by name, the deciding rule, its
+    reason, and who was considered and why each was skipped. Returns the number of rows."""
     if not decisions:
         return 0
-    ctx = stage_ctx()
-    ids = [d["customer_id"] for d in decisions if d.get("customer_id")]
-    with ctx.engine.connect() as conn:
-        tiers = dict(conn.execute(select(Customer.id, Customer.tier).where(Customer.id.in_(ids))).all())
+    people = {p for d in decisions for p in explanation_people(d.get("explanation"))}
+    people |= {p for d in decisions for p in (d.get("person_id"), d.get("from_person_id")) if p}
+    depts = {d.get("department_id") for d in decisions}
+    depts |= {c.get("department") for d in decisions for c in (d.get("explanation") or {}).get("considered", [])}
+    labels = labels_for(people, depts, [d.get("customer_id") for d in decisions])
+    moved = any(d.get("from_person_id") for d in decisions)
     table = []
     for d in decisions:
-        expl = d.get("explanation") or {}
-        skipped = [f"{c.get('person') or c.get('department')}: {c['skipped']}"
-                   for c in expl.get("considered", []) if "skipped" in c]
-        table.append({"customer": d.get("customer_id"), "tier": tiers.get(d.get("customer_id")),
-                      "department": d.get("department_id") or "-", "owner": d.get("person_id") or "(pool)",
-                      "rule": d["rule_id"], "explanation": d["reason"] + ("; skipped " + "; ".join(skipped)
-                                                                          if skipped else "")})
-    create_table_artifact(table, key=_key(f"allocation-{title}"), description=f"Allocations: {title}")
+        row = {"customer": labels.customer(d.get("customer_id")),
+               "tier": (d.get("explanation") or {}).get("tier") or labels.tiers.get(d.get("customer_id"), "-"),
+               "owner": labels.person(d.get("person_id"), "(company pool)"),
+               "department": labels.department(d.get("department_id"))}
+        if moved:
+            row["previous owner"] = labels.person(d.get("from_person_id"))
+        row.update({"rule": d["rule_id"], "why": named(d["reason"], labels),
+                    "explanation": considered(d.get("explanation"), labels)})
+        table.append(row)
+    at = decisions[0].get("at")
+    create_table_artifact(table, key=_key(f"allocation-{title}"),
+                          description=mask_phones_in_text(f"Allocations: {title}, {len(table)} leads"
+                                                          + (f", as of {when(at)}" if at else "")))
     return len(table)
 
 
@@ -104,36 +154,56 @@ def _table(rows: list[dict], key: str, description: str) -> None:
 
 @publishing("publish SLA breaches")
 def publish_breaches(summary: dict) -> None:
-    _table(summary.get("rows", []), "sla-breaches",
-           f"R-SLA-1..4 breaches recorded as of {summary.get('as_of')}: {summary.get('breaches', 0)} "
+    """R-SLA-1..4: one row per breach, owner and department by name, the deadline in business time."""
+    found = summary.get("rows", [])
+    labels = labels_for([r["person_id"] for r in found], (), [r["customer_id"] for r in found])
+    depts = labels_for((), labels.person_departments.values())
+    rows = [{"customer": labels.customer(r["customer_id"]), "owner": labels.person(r["person_id"]),
+             "department": depts.department(labels.person_departments.get(r["person_id"])),
+             "rule": r["rule_id"], "due": when(r.get("at"))} for r in found]
+    _table(rows, "sla-breaches",
+           f"R-SLA-1..4 breaches recorded as of {when(summary.get('as_of'))}: {summary.get('breaches', 0)} "
            f"(fines {summary.get('fines', 0)}, pauses {summary.get('pauses', 0)})")
 
 
 @publishing("publish audit listing")
 def publish_audit(summary: dict) -> None:
     """R-SLA-5: EC未有效跟进记录表, one row per listed lead, grouped by the department's manager."""
-    rows = sorted(summary.get("listing", []), key=lambda r: (r["manager"], r["owner"], r["customer_id"]))
-    _table(rows, "monthly-audit-listing", f"R-SLA-5 listing as of {summary.get('as_of')}: {len(rows)} leads")
+    listing = sorted(summary.get("listing", []), key=lambda r: (r["manager"], r["owner"], r["customer_id"]))
+    labels = labels_for([p for r in listing for p in [r["owner"], *r["manager"].split(", ")]],
+                     [r["department"] for r in listing], [r["customer_id"] for r in listing])
+    rows = [{"manager": ", ".join(labels.person(m) for m in r["manager"].split(", ")),
+             "department": labels.department(r["department"]), "owner": labels.person(r["owner"]),
+             "customer": labels.customer(r["customer_id"]), "listed": when(r.get("listed_at"))} for r in listing]
+    _table(rows, "monthly-audit-listing", f"R-SLA-5 listing as of {when(summary.get('as_of'))}: {len(rows)} leads")
 
 
 @publishing("publish expiry reassignments")
 def publish_expiry(summary: dict) -> None:
     """R-CONV-2 with its consequences: the previous owner is barred from the tier and keeps a commission claim."""
     new_owner = {d.get("customer_id"): d.get("person_id") for d in summary.get("decisions", [])}
-    rows = [{**t, "new_owner": new_owner.get(t["customer_id"]) or "(pool)",
-             "consequence": f"{t['from']} barred from {t['tier']} until a {t['tier']} close (R-SUSP-7); "
-                            f"30% of the commission if it later closes and follow-ups were kept (R-CONV-3)"}
-            for t in summary.get("taken_back", [])]
-    _table(rows, "conversion-expiry", f"R-CONV-2 reassignments as of {summary.get('as_of')}: {len(rows)}")
+    taken = summary.get("taken_back", [])
+    labels = labels_for([t["from"] for t in taken] + [p for p in new_owner.values() if p], (),
+                     [t["customer_id"] for t in taken])
+    rows = [{"customer": labels.customer(t["customer_id"]), "tier": t["tier"], "from": labels.person(t["from"]),
+             "expired": when(t.get("expired_at")),
+             "new owner": labels.person(new_owner.get(t["customer_id"]), "(company pool)"),
+             "consequence": f"{labels.person(t['from'])} barred from {t['tier']} until a {t['tier']} close "
+                            f"(R-SUSP-7); 30% of the commission if it later closes and follow-ups were kept (R-CONV-3)"}
+            for t in taken]
+    _table(rows, "conversion-expiry", f"R-CONV-2 reassignments as of {when(summary.get('as_of'))}: {len(rows)}")
 
 
 @publishing("publish review")
 def publish_review(summary: dict) -> None:
-    rows = [{"what": "customer tier", "id": c["cid"], "from": c["old"], "to": c["new"]}
-            for c in summary.get("retiered", [])]
-    rows += [{"what": "salesperson grade", "id": c["pid"], "from": "", "to": f"{c['g'] or 'ungraded'} {c['r'] or ''}"}
-             for c in summary.get("regraded", [])]
-    _table(rows, "quarterly-review", f"R-TIER-5 review as of {summary.get('as_of')}")
+    """R-TIER-5 re-tiered customers and R-TIER-4 grades, people by name."""
+    retiered, regraded = summary.get("retiered", []), summary.get("regraded", [])
+    labels = labels_for([c["pid"] for c in regraded], (), [c["cid"] for c in retiered])
+    rows = [{"what": "customer tier", "who": labels.customer(c["cid"]), "from": c["old"], "to": c["new"]}
+            for c in retiered]
+    rows += [{"what": "salesperson grade", "who": labels.person(c["pid"]), "from": "",
+              "to": f"{c['g'] or 'ungraded'} {c['r'] or ''}".strip()} for c in regraded]
+    _table(rows, "quarterly-review", f"R-TIER-5 review as of {when(summary.get('as_of'))}")
 
 
 @publishing("notify owners")
@@ -144,18 +214,42 @@ def notify_owners(decisions: list[dict]) -> int:
     return ctx.notify(allocated) if ctx.notify else 0
 
 
+def pool_message(summary: dict) -> str:
+    """The one sentence of a run that left leads in the pool (R-ALLOC-5), with why in short: "6 leads were left
+    in the company pool (R-ALLOC-5): 4 with all 5 who could take a B lead paused for a round (R-ALLOC-4); 2 with
+    nobody of grade A in any department." (`summary`: an allocation summary with `pooled_leads`)."""
+    n = summary.get("pooled", 0)
+    why = Counter(p["reason"] for p in summary.get("pooled_leads", []))
+    lead = f"{n} lead{'s were' if n != 1 else ' was'} left in the company pool (R-ALLOC-5)"
+    if not why:
+        return f"{lead}: nobody eligible."
+    groups = [f"{k} with {r}" for r, k in why.most_common(3)]
+    rest = sum(why.values()) - sum(k for _, k in why.most_common(3))
+    return mask_phones_in_text(f"{lead}: {'; '.join(groups)}" + (f"; {rest} for other reasons" if rest else "") + ".")
+
+
+@publishing("publish pool warning")
+def publish_pool_warning(summary: dict) -> int:
+    """R-ALLOC-5: every lead left in the pool, with its tier and why, people and departments by name."""
+    pooled = summary.get("pooled_leads", [])
+    labels = labels_for((), {d for x in pooled for d in re.findall(r"\b\w+\b", x["reason"])},  # departments named
+                     [x["customer_id"] for x in pooled])
+    lines = [f"# {summary.get('pooled', len(pooled))} leads left in the company pool", "",
+             "Nobody eligible could take them (R-ALLOC-5); they are offered again at the next allocation run.", "",
+             "| customer | tier | why |", "|---|---|---|"]
+    lines += [f"| {labels.customer(x['customer_id'])} | {x['tier']} | {named(x['reason'], labels)} |" for x in pooled]
+    create_markdown_artifact(mask_phones_in_text("\n".join(lines)), key="pool-warning",
+                             description=mask_phones_in_text(pool_message(summary)))
+    return len(pooled)
+
+
 def pool_warning(summary: dict, data: dict | None = None):
-    """R-ALLOC-5: leads left in the pool end the run loudly, with an artifact; `data` is the run's own result,
-    kept on the Failed state so the caller still sees what became of its rows."""
+    """R-ALLOC-5: leads left in the pool end the run loudly, with an artifact listing each and why; `data` is
+    the run's own result, kept on the Failed state so the caller still sees what became of its rows."""
     from prefect.states import Failed
 
-    pooled = [d for d in summary.get("decisions", []) if d.get("action") == "pooled"]
-    create_markdown_artifact(f"# {summary['pooled']} leads left in the company pool\n\nNobody eligible could take "
-                             f"them (R-ALLOC-5); they are offered again at the next allocation run.\n\n"
-                             + "\n".join(f"- customer {d['customer_id']}" for d in pooled[:200]),
-                             key="pool-warning", description="R-ALLOC-5: leads waiting in the pool")
-    return Failed(message=f"{summary['pooled']} leads were left in the company pool: nobody eligible (R-ALLOC-5).",
-                  data=data)
+    publish_pool_warning(summary)
+    return Failed(message=pool_message(summary), data=data)
 
 
 @publishing("publish dispute decision")
@@ -164,7 +258,8 @@ def publish_dispute(customer_id: int, decision: dict) -> None:
     lines = [f"# Dispute over customer {customer_id}", "", f"Deciding rule: **{decision['rule']}**"
              + ("" if decision.get("recorded") else " (same history as before: nothing new recorded)"), "",
              "| person | share of the deal |", "|---|---|"]
-    lines += [f"| {p} | {s:.0%} |" for p, s in decision["decision"].items()]
+    labels = labels_for(decision["decision"].keys())
+    lines += [f"| {labels.person(p)} | {s:.0%} |" for p, s in decision["decision"].items()]
     if decision.get("refused_claims"):
         lines += ["", "Refused claims (R-DISP-4): " + ", ".join(decision["refused_claims"])]
     lines += ["", "## Evidence", ""] + [f"- {e}" for e in decision.get("evidence", [])]
@@ -182,7 +277,134 @@ def publish_holds() -> int:
     if holds:
         create_table_artifact([{"registration": h["registration_id"], "customer": h["customer_id"],
                                 "kept out of": h["suite"], "because": ", ".join(h["reasons"]),
-                                "since": h["flagged_at"]} for h in holds], key="records-on-hold",
+                                "since": when(h["flagged_at"])} for h in holds], key="records-on-hold",
                               description=f"{len(holds)} registration records are kept out of a stage until "
                                           "they are fixed (R-VAL-2)")
     return len(holds)
+
+
+def final_pool(out: dict, result: dict | None = None) -> dict:
+    """What the run left in the pool, and why: the act's offer (a registration batch's, `result["allocation"]`)
+    corrected by the engine's last offer (`out["pool"]`), which may allocate or re-pool older leads.
+    Returns {"pooled": n, "pooled_leads": [{customer_id, tier, reason}]}."""
+    left = {p["customer_id"]: p for p in ((result or {}).get("allocation") or {}).get("pooled_leads", [])}
+    last = out.get("pool") or {}
+    for d in last.get("decisions", []):
+        if d.get("action") == "allocate":
+            left.pop(d.get("customer_id"), None)
+    left.update({p["customer_id"]: p for p in last.get("pooled_leads", [])})
+    return {"pooled": len(left), "pooled_leads": list(left.values())}
+
+
+def _breaches(out: dict) -> list[dict]:
+    return [r for t in out.get("timed", []) if t["stage"] == "sla_check" for r in t["summary"].get("rows", [])]
+
+
+def attention(out: dict, result: dict | str | None, newly_held: list[dict]) -> list[str]:
+    """What needs a person, one line each — exactly what makes the run Failed (issue 9.5): a file or batch
+    refused as a whole, leads left in the pool (R-ALLOC-5), a mass breach (R-SLA-7), records newly held
+    (R-VAL-2). Pure; ids only."""
+    res = result if isinstance(result, dict) else ({"file_error": result} if isinstance(result, str) else {})
+    lines = [res[k] for k in ("file_error", "batch_error") if res.get(k)]
+    pool = final_pool(out, res)
+    if pool["pooled"]:
+        lines.append(pool_message(pool))
+    lines += [t["summary"]["warning"] for t in out.get("timed", []) if t["summary"].get("mass_breach")][:1]
+    if newly_held:
+        reasons = Counter(r for h in newly_held for r in h["reasons"])
+        lines.append(f"{len(newly_held)} record(s) newly held out of a stage until fixed (R-VAL-2): "
+                     + ", ".join(f"{r} × {n}" for r, n in sorted(reasons.items())))
+    return [mask_phones_in_text(x) for x in lines]
+
+
+def _numbers(out: dict, res: dict, quarantined: Counter) -> list[tuple[str, str]]:
+    rows = []
+    if "rows_in" in res and "accepted" in res:
+        rows.append(("registration rows in", f"{res['rows_in']} = accepted {res['accepted']} + attached "
+                                             f"{res['attached']} + quarantined {res['quarantined']}"
+                     + (" (registered before: nothing new)" if res.get("already_registered") else "")))
+    if "applied" in res:
+        rows.append(("event rows in", f"{res['rows_in']} = applied {res['applied']} + duplicate {res['duplicate']} "
+                                      f"+ waiting {res['waiting']} + refused {res['refused']}"))
+    offers = [out.get("pool_before"), res.get("allocation"), out.get("pool")]
+    rows.append(("leads allocated from the pool", str(sum((o or {}).get("allocated", 0) for o in offers))))
+    stages = Counter(t["stage"].replace("_", " ") for t in out.get("timed", []))
+    rows.append(("time-driven stages run", ", ".join(f"{s} × {n}" for s, n in stages.items()) or "nothing was due"))
+    settled = out.get("events") or {}
+    if settled.get("resolved") or settled.get("applied"):
+        rows.append(("waiting events applied", str(settled.get("applied"))))
+    return rows
+
+
+@publishing("publish run summary")
+def publish_run_summary(out: dict, result: dict | str | None = None) -> list[str]:
+    """The run's summary at the top of its Artifacts tab (issue 9.4): key numbers, what needs a person (the lines
+    that make the run Failed: `attention`) and what to look at (SLA breaches per department, quarantined rows by
+    reason, records on hold). Created for the flow run itself, not a task run: the Prefect UI lists a run's own
+    artifacts above its task runs' (see the README). Returns the attention lines."""
+    from leadflow.stages.validation import newly_held
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.runtime import flow_run
+
+    ctx = stage_ctx()
+    res = result if isinstance(result, dict) else {}
+    breaches = _breaches(out)
+    with ctx.engine.connect() as conn:
+        held = newly_held(conn, ctx.flow_run_id, out.get("previous"))
+        labels = load_labels(conn, [b["person_id"] for b in breaches])
+        quarantined = Counter(res.get("reasons") or {})  # events: refused rows by reason
+        if res.get("batch_id") and res.get("quarantined"):
+            quarantined = Counter(r for rs in conn.execute(
+                select(Registration.reasons).where(Registration.batch_id == res["batch_id"],
+                                                   Registration.status == "quarantined")).scalars() for r in rs or [])
+        per_dept = Counter(labels.person_departments.get(b["person_id"]) for b in breaches)
+        labels = Labels(departments=load_labels(conn, (), per_dept).departments)
+    needs = attention(out, result, held)
+    title = mask_phones_in_text(flow_run.name or "run")
+    lines = [f"# {title}", "", f"as of **{when(out['as_of'])}**"
+             + (f" (the clock was at {when(out['previous'])})" if out.get("previous") not in (None, out["as_of"])
+                else ""), ""]
+    lines += ["## Needs a person", ""] + ([f"- **{x}**" for x in needs] or ["Nothing: the run is Completed."])
+    look = []
+    if breaches:
+        look.append(f"{len(breaches)} SLA breach(es) (R-SLA-1..4): " + ", ".join(
+            f"{labels.department(d, '(no department)')} {n}" for d, n in per_dept.most_common()))
+    if quarantined:
+        look.append(f"{sum(quarantined.values())} row(s) "
+                    f"{'refused' if 'applied' in res else 'quarantined'} (R-VAL-2): "
+                    + ", ".join(f"{r} × {n}" for r, n in quarantined.most_common()))
+    if out.get("holds"):
+        look.append(f"{out['holds']} registration record(s) on hold until fixed (R-VAL-2): see records-on-hold")
+    lines += ["", "## To look at", ""] + ([f"- {x}" for x in look] or ["Nothing."])
+    lines += ["", "## Key numbers", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in _numbers(out, res, quarantined)]
+    with get_client(sync_client=True) as client:  # flow-level: task_run_id stays None
+        client.create_artifact(ArtifactCreate(
+            type="markdown", key="run-summary", data=mask_phones_in_text("\n".join(lines)),
+            description=mask_phones_in_text(f"{title}: " + ("; ".join(needs) if needs else "nothing needs a person")),
+            flow_run_id=flow_run.id))
+    return needs
+
+
+@publishing("publish run summary")
+def publish_parent_summary(children: dict[str, tuple[str, str | None]]) -> list[str]:
+    """A parent flow's summary (the lifecycle): each step's state and its one sentence, the steps that did not
+    complete first, as they make the parent Failed (issue 9.5). `children`: name -> (state type, message)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.runtime import flow_run
+
+    needs = [f"{name}: {msg or kind.lower()}" for name, (kind, msg) in children.items() if kind != "COMPLETED"]
+    title = mask_phones_in_text(flow_run.name or "run")
+    lines = [f"# {title}", "", "## Needs a person", ""] + ([f"- **{x}**" for x in needs]
+                                                           or ["Nothing: the run is Completed."])
+    lines += ["", "## Steps", "", "| step | state | said |", "|---|---|---|"]
+    lines += [f"| {n} | {k.lower()} | {(m or '').replace('|', '/')} |" for n, (k, m) in children.items()]
+    with get_client(sync_client=True) as client:  # flow-level: listed above the task runs' artifacts
+        client.create_artifact(ArtifactCreate(
+            type="markdown", key="run-summary", data=mask_phones_in_text("\n".join(lines)),
+            description=mask_phones_in_text(f"{title}: {len(needs)} of {len(children)} steps need a person"
+                                            if needs else f"{title}: nothing needs a person"),
+            flow_run_id=flow_run.id))
+    return needs

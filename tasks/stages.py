@@ -79,15 +79,6 @@ def registrations_of(customer_id: int) -> list[int]:
         return validation.registrations_of(conn, customer_id)
 
 
-@task(name="record claim")
-def claim(customer_id: int, person: str, at: dt.datetime) -> None:
-    from leadflow.stages.leads import record_claim
-
-    ctx = stage_ctx()
-    with ctx.engine.begin() as conn:
-        record_claim(conn, ctx, customer_id, person, False, at)
-
-
 @task(name="the dispute decision on record")
 def last_dispute_decision(customer_id: int) -> dict | None:
     """R-DISP-8: the latest decision the ledger holds for the customer."""

@@ -11,8 +11,11 @@ When it cannot be reached, its cases are skipped with the reason, unless CI=true
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,14 @@ from hypothesis import HealthCheck, settings
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the project is not installed into the venv
     sys.path.insert(0, str(ROOT))
+
+# The repository's prefect.toml points Prefect at the main job's server and home (data/prefect, issue 9.1): the
+# suite keeps a Prefect home of its own and talks to no server it did not start (the harness and the e2e fixtures
+# set theirs), so a main job running beside the tests is never written to.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="leadflow-tests-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
+os.environ.setdefault("PREFECT_API_URL", "http://127.0.0.1:9/api")  # nothing listens on port 9 (discard)
 
 DEFAULT_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 

@@ -30,6 +30,15 @@ def owners_of(conn: Connection, customer_ids: list[int]) -> dict[int, str | None
     return out
 
 
+def known_people(conn: Connection, ids: list[str | None]) -> set[str]:
+    """The ids among `ids` that name someone in the org chart (one query per 5,000)."""
+    wanted = sorted({i for i in ids if i is not None})
+    known: set[str] = set()
+    for i in range(0, len(wanted), 5000):
+        known |= set(conn.execute(select(Person.id).where(Person.id.in_(wanted[i:i + 5000]))).scalars())
+    return known
+
+
 def apply_records(conn: Connection, ctx: StageContext, events: list[Mapping],
                   as_of: dt.datetime) -> dict[int, Refusal | None]:
     """Contacts, entries, follow-ups and sales steps in bulk (R-SLA-1..5, R-CONV-2/3), then R-SLA-7.
@@ -39,12 +48,16 @@ def apply_records(conn: Connection, ctx: StageContext, events: list[Mapping],
     Returns event id -> None (applied) or Refusal.NO_OWNER.
     """
     owners = owners_of(conn, [e["customer_id"] for e in events])
+    known = known_people(conn, [e["by"] for e in events])
     outcome: dict[int, Refusal | None] = {}
     rows = []
     for e in events:
         by = e["by"] or owners.get(e["customer_id"])
         if by is None:
             outcome[e["id"]] = Refusal.NO_OWNER
+            continue
+        if e["by"] is not None and e["by"] not in known:
+            outcome[e["id"]] = Refusal.UNKNOWN_PERSON
             continue
         rows.append({"customer_id": e["customer_id"], "person_id": by, "kind": e["type"],
                      "step": (e["fields"] or {}).get("step"), "at": e["at"], "recorded_at": e["recorded_at"],
@@ -159,5 +172,11 @@ def before_apply(ctx: StageContext, e: Mapping) -> None:
 
 
 def apply_one(conn: Connection, ctx: StageContext, e: Mapping) -> Refusal | None:
-    """Apply one non-record event; see the module docstring."""
+    """Apply one non-record event; see the module docstring.
+
+    An event naming someone the org chart does not hold (`by`, `person`/`to`) is refused `unknown_person`
+    here too, whatever path staged it (issue 9.8: a claim's person reached the claims table's foreign key)."""
+    named = [e["by"], e["person"]]
+    if any(p is not None for p in named) and not {p for p in named if p is not None} <= known_people(conn, named):
+        return Refusal.UNKNOWN_PERSON
     return HANDLERS[e["type"]](conn, ctx, e)

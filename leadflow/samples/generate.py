@@ -54,7 +54,24 @@ def org(seed: int = 7) -> dict:
     people += [{"id": "k1", "department": "d1", "role": "receptionist"},
                {"id": "k2", "department": "d2", "role": "receptionist"}]
     rnd.shuffle(people)  # order in the file does not matter
-    return {"departments": departments, "people": sorted(people, key=lambda p: p["id"])}
+    people = sorted(people, key=lambda p: p["id"])
+    for p, name in zip(people, staff_names(len(people), seed)):
+        p["name"] = name
+    return {"departments": departments, "people": people}
+
+
+GIVEN_NAMES = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍红鹏辉健俊帆欣怡博宇浩然子轩雨晨"
+
+
+def staff_names(n: int, seed: int = 7) -> list[str]:
+    """`n` distinct Chinese names (a surname and one or two given characters), the same for the same seed; drawn
+    from a generator of their own, so the org's and the leads' random streams stay as they were."""
+    rnd, names = random.Random(f"staff-names-{seed}"), []
+    while len(names) < n:
+        name = rnd.choice(SURNAMES) + "".join(rnd.choice(GIVEN_NAMES) for _ in range(rnd.choice((1, 2))))
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def _amount(rnd: random.Random) -> str:
@@ -214,16 +231,23 @@ def write_registrations(path: Path, rows: list[dict]) -> Path:
 
 
 def write_sample(folder: Path, first_day: dt.date, until: dt.datetime, n: int = LEADS,
-                 working_day: Callable[[dt.date], bool] = _weekday) -> list[Path]:
+                 working_day: Callable[[dt.date], bool] = _weekday,
+                 progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """The org chart, and the sample period's registrations (`period_leads`) as the front desk's exports: one file
-    per export in `registrations/`, the last one in `inbox/` (what the main job's lifecycle run takes)."""
+    per export in `registrations/`, the last one in `inbox/` (what the main job's lifecycle run takes).
+    `progress(files written, files)` is called after each file (leadflow.progress)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "org.yaml").write_text(yaml.safe_dump(org(), allow_unicode=True, sort_keys=False), encoding="utf-8")
     (folder / "inbox").mkdir(exist_ok=True)
     batches = deliveries(period_leads(first_day, until, n, working_day=working_day))
     last = max(batches, default=None)
-    return [write_registrations(folder / ("inbox" if slot == last else "registrations") / delivery_name(slot), rows)
-            for slot, rows in batches.items()]
+    written = []
+    for slot, rows in batches.items():
+        written.append(write_registrations(folder / ("inbox" if slot == last else "registrations")
+                                           / delivery_name(slot), rows))
+        if progress is not None:
+            progress(len(written), len(batches))
+    return written
 
 
 def live_leads(since: dt.datetime, until: dt.datetime, seed: int = 11, bad_share: float = 0.025) -> list[dict]:

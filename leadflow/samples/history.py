@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -63,9 +64,14 @@ def registered(conn, batch_id: str) -> bool:
 
 
 def exports(folder: Path, policy: Policy) -> list[tuple[dt.datetime, Path]]:
-    """The registration exports in `folder`, by the time in their names."""
-    found = [(slot_of(p.name), p) for p in folder.glob("registrations-*")] if folder.is_dir() else []
-    return sorted((aware(t, policy), p) for t, p in found if t is not None)
+    """The registration exports in `folder` and in its `done/` (where the inbox moves what it took, issue 9.3),
+    by the time in their names; an export in both (the same name) counts once, the one still in `folder`.
+    A copy kept under a suffixed name in done/ (`… (2).csv`) is no export of its own."""
+    found = {}
+    for where in (folder / "done", folder):  # the folder's own copy wins
+        if where.is_dir():
+            found.update({p.name: (t, p) for p in where.glob("registrations-*") if (t := slot_of(p.name))})
+    return sorted((aware(t, policy), p) for t, p in found.values())
 
 
 def clock(ctx: StageContext) -> dt.datetime | None:
@@ -78,11 +84,13 @@ def _add(total: dict, part: dict, keys: tuple[str, ...]) -> None:
         total[k] = total.get(k, 0) + (part.get(k) or 0)
 
 
-def deliver_history(ctx: StageContext, sample_dir: Path, until: dt.datetime, *, seed: int = SEED) -> dict:
+def deliver_history(ctx: StageContext, sample_dir: Path, until: dt.datetime, *, seed: int = SEED,
+                    progress: Callable[[int, int], None] | None = None) -> dict:
     """Every export in `sample_dir/registrations` not taken yet, each at its own time (never before the clock),
     the owners' activity before each (export files in `sample_dir/activity`), then the activity up to `until`
     (the inbox's export time). Returns what was delivered: exports, their rows (accepted, attached, quarantined),
-    allocations, the activity (rows, applied, …, files), and where the clock stands."""
+    allocations, the activity (rows, applied, …, files), and where the clock stands. `progress(exports done,
+    exports)` is called after each export, taken now or before (leadflow.progress)."""
     files = exports(sample_dir / REGISTRATIONS, ctx.policy)
     now = clock(ctx)
     if now is None and files:  # a new store: its records begin with the sample period
@@ -91,7 +99,9 @@ def deliver_history(ctx: StageContext, sample_dir: Path, until: dt.datetime, *, 
         now = start
     out = {"exports": 0, "allocated": 0, "activity": {"files": 0}}
     t = now
-    for at, path in files:
+    for done, (at, path) in enumerate(files, 1):
+        if progress is not None:  # before the export: a skipped one (taken by an earlier start) counts as done
+            progress(done - 1, len(files))
         batch_id, digest = file_batch(path)
         with ctx.engine.connect() as conn:
             if registered(conn, batch_id):
@@ -107,6 +117,8 @@ def deliver_history(ctx: StageContext, sample_dir: Path, until: dt.datetime, *, 
         t = as_of
     if t is not None and t < until:
         _activity(ctx, t, until, sample_dir, seed, out)
+    if progress is not None and files:
+        progress(len(files), len(files))
     out["clock"] = clock(ctx)
     return out
 

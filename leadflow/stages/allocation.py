@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.engine import Connection
@@ -10,6 +11,7 @@ from sqlalchemy.engine import Connection
 from leadflow import failpoints
 from leadflow.clock import week_index
 from leadflow.rules.allocation import Debt, Decision, Roster, next_owner
+from leadflow.rules.tiers import grades_for_tier
 from leadflow.stages.context import StageContext, rotation_epoch
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
@@ -76,8 +78,13 @@ def _apply_to_roster(roster: Roster, d: Decision) -> Roster:
 
 def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Roster,
              leads: list[dict], exclude: dict[int, frozenset[str]] | None = None,
-             kind: str = "allocation", reason: str = "allocated by rotation") -> dict:
-    """Decide owners for `leads` (dicts with id, tier, pooled_at) in order, then write everything in bulk."""
+             kind: str = "allocation", reason: str | None = None) -> dict:
+    """Decide owners for `leads` (dicts with id, tier, pooled_at) in order, then write everything in bulk.
+
+    Each ledger row's reason is the deciding rule's (`decision_reason`), after `reason` when given (a
+    re-allocation's cause). Returns counts, `decisions` (the ledger rows written: R-ALLOC-7) and
+    `pooled_leads` — every lead left in the pool, re-offered ones included, as {customer_id, tier, reason}
+    (`pool_reason`); a re-offer that changes nothing writes no ledger row."""
     exclude = exclude or {}
     take_rotation(conn)
     week = week_index(now, rotation_epoch(conn, ctx, now), ctx.policy)
@@ -85,6 +92,7 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
     pointers = pointers_for_week(before, week)
     debts = load_debts(conn)
     assignments, ledger_rows, pauses, served, pooled, to_pool_first = [], [], [], [], [], []
+    prefix = f"{reason}: " if reason else ""
     owners: dict[int, tuple[str, str]] = {}
     for lead in leads:
         d = next_owner(lead["tier"], roster, pointers, week, exclude.get(lead["id"], frozenset()), debts,
@@ -98,12 +106,12 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
             debts = [x for x in debts if x.id != d.debt_id]
             served.append((d.debt_id, lead["id"]))
         if d.person is None:
+            why = pool_reason(d.explanation)
             if lead.get("pooled_at") is None:
                 to_pool_first.append(lead["id"])
-                ledger_rows.append(ledger.entry(now, "R-ALLOC-5", "pooled", "no eligible salesperson anywhere: "
-                                                "the lead stays in the company pool", customer_id=lead["id"],
-                                                explanation=d.explanation))
-            pooled.append(lead["id"])
+                ledger_rows.append(ledger.entry(now, "R-ALLOC-5", "pooled", f"{prefix}left in the company pool: "
+                                                f"{why}", customer_id=lead["id"], explanation=d.explanation))
+            pooled.append({"customer_id": lead["id"], "tier": d.tier, "reason": why})
             continue
         owners[lead["id"]] = (d.person, d.department)
         a_kind = "replacement" if d.rule == "R-ALLOC-6" else ("manager" if d.rule == "R-ALLOC-3" else kind)
@@ -111,7 +119,8 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
                             "kind": a_kind, "rule_id": d.rule, "tier": d.tier, "started_at": now,
                             "clock_start": now, "exempt": False, "bound": d.rule != "R-ALLOC-3",
                             "policy_version": ctx.policy.version})
-        ledger_rows.append(ledger.entry(now, d.rule, "allocate", reason, customer_id=lead["id"],
+        ledger_rows.append(ledger.entry(now, d.rule, "allocate", prefix + decision_reason(d.explanation),
+                                        customer_id=lead["id"],
                                         person_id=d.person, from_person_id=lead.get("from_person"),
                                         department_id=d.department, explanation=d.explanation))
     _write(conn, now, assignments, owners, pauses, served, to_pool_first)
@@ -119,7 +128,67 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
     save_pointers(conn, before, pointers)
     ledger.append(conn, ledger_rows, ctx.policy.version, ctx.flow_run_id)
     return {"offered": len(leads), "allocated": len(owners), "pooled": len(pooled),
-            "decisions": [r for r in ledger_rows]}
+            "decisions": [r for r in ledger_rows], "pooled_leads": pooled}
+
+
+def _nobody(tier: str) -> str:
+    """R-ALLOC-3: who could hold a lead of `tier` at all, when nobody is in the org chart."""
+    if tier == "below_d":
+        return "no salesperson in any department"
+    try:
+        grades = grades_for_tier(tier)
+    except ValueError:  # unclassified and non-target leads go to the managers
+        return "no manager in any department"
+    return f"nobody of grade {grades[0]}{' or above' if len(grades) > 1 else ''} in any department"
+
+
+def decision_reason(explanation: dict) -> str:
+    """Why the chosen owner got the lead, from `next_owner`'s explanation: the deciding rule's reason in words
+    (R-ALLOC-6 replacement owed, R-ALLOC-3 manager, R-ALLOC-2 grade match or the next grade up, after the
+    departments passed over under R-ALLOC-5). Pure; ids only (artifacts add the names)."""
+    rule = explanation.get("rule")
+    if rule == "R-ALLOC-6":
+        return f"replacement owed (debt {explanation.get('debt')}), served ahead of the rotation (R-ALLOC-6)"
+    tier, dept = explanation.get("tier"), explanation.get("department")
+    passed = list(dict.fromkeys(c["department"] for c in explanation.get("considered", [])
+                                if c.get("department") != dept))
+    after = f"; {', '.join(passed)} had nobody free (R-ALLOC-5)" if passed else ""
+    if rule == "R-ALLOC-3":
+        return f"{tier.replace('_', '-')} lead: to the manager of {dept}, the managers' rotation (R-ALLOC-3){after}"
+    chosen = next((c for c in explanation.get("considered", []) if c.get("chosen")), {})
+    want = (grades_for_tier(tier) or (None,))[0]
+    grade = chosen.get("grade", want)
+    how = (f"grade match {grade or 'ungraded'} in rank order" if grade == want else
+           f"nobody of grade {want or 'ungraded'} free in {dept}, so the next grade up, {grade}")
+    return f"rotation: {dept}'s turn for tier {tier}, {how} (R-ALLOC-2){after}"
+
+
+def pool_reason(explanation: dict) -> str:
+    """Why a lead stayed in the pool (R-ALLOC-5), short, from `next_owner`'s explanation: who could have taken
+    it and what kept each out, e.g. "all 5 who could take a B lead paused for a round (R-ALLOC-4)" or "nobody
+    of grade A in any department". Pure; ids only."""
+    tier = explanation.get("tier") or "?"
+    considered = explanation.get("considered", [])
+    depts = [c for c in considered if "person" not in c]
+    people: dict[str, str] = {}
+    for c in considered:
+        if "person" in c:
+            people.setdefault(c["person"], c.get("skipped", "free"))
+    parts = []
+    if people:
+        counts = Counter(people.values())
+        who = f"who could take a {tier.replace('_', '-')} lead"
+        if len(counts) == 1:
+            parts.append(f"all {len(people)} {who} {next(iter(counts))}")
+        else:
+            parts.append(f"{len(people)} {who}, " + " and ".join(f"{n} {r}" for r, n in counts.most_common()))
+    if depts:
+        parts.append("every department suspended (R-SUSP-4)" if not people and
+                     len(depts) == len(explanation.get("week_order") or depts)
+                     else ", ".join(f"{c['department']} {c['skipped']}" for c in depts))
+    if not parts:
+        parts.append(_nobody(tier))
+    return "; ".join(parts)
 
 
 def _write(conn, now, assignments, owners, pauses, served, to_pool_first):

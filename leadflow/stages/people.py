@@ -19,7 +19,9 @@ class OrgError(ValueError):
 
 
 def load_org(conn: Connection, departments: list[dict], people: list[dict]) -> dict:
-    """Upsert departments (list order = base rotation order) and people; loading twice changes nothing."""
+    """Upsert departments (list order = base rotation order) and people, with their optional names (issue 9.4);
+    loading twice changes nothing. Raises OrgError (one sentence) for an unknown department, role or grade,
+    or a name that is not text of 1 to 200 characters."""
     dt_, pt = Department.__table__, Person.__table__
     dept_ids = [d["id"] for d in departments]
     have_d = set(conn.execute(select(dt_.c.id)).scalars())
@@ -39,8 +41,12 @@ def load_org(conn: Connection, departments: list[dict], people: list[dict]) -> d
             raise OrgError(f"person {p['id']!r} has an unknown role {p.get('role')!r}.")
         if p.get("grade") not in (None, "A", "B", "C", "D"):
             raise OrgError(f"person {p['id']!r} has an unknown grade {p.get('grade')!r}.")
+        if p.get("name") is not None and (not isinstance(p["name"], str) or not 0 < len(p["name"]) <= 200):
+            raise OrgError(f"person {p['id']!r} has a name that is not text of 1 to 200 characters.")
         values = {"department_id": p.get("department"), "role": p.get("role", "sales"),
                   "grade": p.get("grade"), "rank": p.get("rank")}
+        if "name" in p:  # optional: a file without names keeps the names on record; `name: null` clears one
+            values["name"] = p["name"]
         if p["id"] in have_p:
             conn.execute(pt.update().where(pt.c.id == p["id"]).values(**values))
         else:

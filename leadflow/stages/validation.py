@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from leadflow.stages.context import StageContext
 from leadflow.store import ledger
 from leadflow.store.bulk import insert_rows
-from leadflow.store.models import Assignment, Customer, Registration, ValidationHold
+from leadflow.store.models import Assignment, Customer, Ledger, Registration, ValidationHold
 
 # time-driven stage -> the expectation suite that guards it
 SUITE_OF = {"quarterly_review": "tiering", "conversion_expiry": "conversion_expiry", "monthly_audit": "sla_check",
@@ -139,3 +139,15 @@ def _customers_of(conn: Connection, ids: list[int]) -> dict[int, int | None]:
         out.update(conn.execute(select(Registration.id, Registration.customer_id)
                                 .where(Registration.id.in_(ids[i:i + CHUNK]))).all())
     return out
+
+
+def newly_held(conn: Connection, flow_run_id: str | None, since: dt.datetime | None) -> list[dict]:
+    """The holds a flow run opened (R-VAL-2), from its `validation_flag` ledger entries dated `since` or later
+    (the clock before the run: the `at` index bounds the search): [{"suite", "reasons"}], oldest first."""
+    if not flow_run_id:
+        return []
+    q = select(Ledger.explanation).where(Ledger.action == "validation_flag", Ledger.flow_run_id == flow_run_id)
+    if since is not None:
+        q = q.where(Ledger.at >= since)
+    return [{"suite": e.get("suite"), "reasons": list(e.get("reasons") or [])}
+            for e in conn.execute(q.order_by(Ledger.id)).scalars() if e]

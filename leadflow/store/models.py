@@ -40,6 +40,8 @@ class Department(Base):
 class Person(Base):
     __tablename__ = "people"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # shown beside the id in artifacts and reports (issue 9.4); optional in the org file
+    name: Mapped[str | None] = mapped_column(String(200))
     department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"))
     role: Mapped[str] = mapped_column(String(20))  # sales | manager | receptionist
     grade: Mapped[str | None] = mapped_column(String(8))

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.e2e.test_served_deployments import BIN, ROOT, _free_port, _healthy, _wait
+from tests.e2e.conftest import BIN, ROOT, prefect_server
 
 SHARED = ROOT.parent / "shared" / "scenarios"
 pytestmark = pytest.mark.slow
@@ -22,16 +20,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "LEADFLOW_DATA_DIR": str(tmp / "data"),
-           "LEADFLOW_DATABASE_URL": f"sqlite:///{tmp / 'leadflow.db'}"}
-    log = open(tmp / "server.log", "wb")
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=log, start_new_session=True)
-    try:
-        _wait(lambda: _healthy(api), 120, "the Prefect server")
+    with prefect_server(tmp, LEADFLOW_DATA_DIR=str(tmp / "data"),
+                        LEADFLOW_DATABASE_URL=f"sqlite:///{tmp / 'leadflow.db'}") as env:
 
         def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
             done = subprocess.run([str(BIN / "leadflow"), *args], env=env, cwd=ROOT, capture_output=True, text=True,
@@ -41,13 +31,6 @@ def cli(tmp_path_factory):
             return done
 
         yield run, tmp
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_r_sla_6_the_cli_drives_a_scenario_to_the_state_simulate_gives(cli):

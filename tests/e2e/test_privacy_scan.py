@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import csv
 import pickle
-import os
 import re
-import signal
 import sqlite3
 import subprocess
 import unicodedata
@@ -25,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import require_postgres
-from tests.e2e.test_served_deployments import BIN, ROOT, _free_port, _healthy, _wait
+from tests.e2e.conftest import BIN, ROOT, prefect_server
 
 pytestmark = pytest.mark.slow
 SAMPLE = ROOT / "leadflow" / "samples" / "hotline-2026-03-02.csv"
@@ -37,25 +35,9 @@ HEADER = ["来电编号", "渠道", "客户姓名", "电话", "预计成交金�
 def prefect(tmp_path_factory):
     """A Prefect server on a free port with a PREFECT_HOME of its own; yields (env, home, the server's log)."""
     tmp = tmp_path_factory.mktemp("privacy")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "DEBUG",
-           "LEADFLOW_LOG_LEVEL": "DEBUG"}
-    env.pop("LEADFLOW_DEBUG", None)
-    log = open(tmp / "server.log", "wb")
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=log, start_new_session=True)
-    try:
-        _wait(lambda: _healthy(api), 120, "the Prefect server")
+    with prefect_server(tmp, PREFECT_LOGGING_LEVEL="DEBUG", LEADFLOW_LOG_LEVEL="DEBUG") as env:
+        env.pop("LEADFLOW_DEBUG", None)
         yield env, tmp / "prefect", tmp / "server.log"
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

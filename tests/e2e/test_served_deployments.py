@@ -2,80 +2,42 @@
 triggered through the Prefect API, their artifacts read back — and no phone unmasked anywhere in them."""
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.e2e.conftest import BIN, ROOT, free_port as _free_port, healthy as _healthy, prefect_server, stop
+from tests.e2e.conftest import wait as _wait
+
 SAMPLE = ROOT / "leadflow" / "samples" / "hotline-2026-03-02.csv"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _healthy(api: str) -> bool:
-    try:
-        return httpx.get(f"{api}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+__all__ = ["BIN", "ROOT", "_free_port", "_healthy", "_wait"]  # the names other e2e tests once imported from here
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "LEADFLOW_DATA_DIR": str(tmp / "data"),
-           "LEADFLOW_DATABASE_URL": f"sqlite:///{tmp / 'leadflow.db'}",
-           "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
-    procs = []
-    log = open(tmp / "processes.log", "wb")
-    try:
-        procs.append(subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                                       str(port)], env=env, stdout=log, stderr=log, start_new_session=True))
-        _wait(lambda: _healthy(api), 120, "the Prefect server")
+    with prefect_server(tmp, LEADFLOW_DATA_DIR=str(tmp / "data"),
+                        LEADFLOW_DATABASE_URL=f"sqlite:///{tmp / 'leadflow.db'}",
+                        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5") as env:
+        api = env["PREFECT_API_URL"]
         for args in (["db", "upgrade"], ["org", "load", str(ROOT / "leadflow" / "samples" / "org.yaml")]):
             subprocess.run([str(BIN / "leadflow"), *args], env=env, check=True, cwd=ROOT, capture_output=True)
-        procs.append(subprocess.Popen([str(BIN / "leadflow"), "serve", "--inbox", str(tmp / "inbox")], env=env,
-                                      stdout=log, stderr=log, cwd=ROOT, start_new_session=True))
-        client = httpx.Client(base_url=api, timeout=30)
-        declared = len(yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))["deployments"])
-        _wait(lambda: len(_call(client, "POST", "/deployments/filter", json={"limit": 50}).json()) >= declared, 180,
-              "every deployment prefect.yaml declares to be served")
-        yield client, tmp
-    finally:
-        for p in reversed(procs):
-            os.killpg(p.pid, signal.SIGINT)
+        with open(tmp / "serve.log", "wb") as log:
+            serve = subprocess.Popen([str(BIN / "leadflow"), "serve", "--inbox", str(tmp / "inbox")], env=env,
+                                     stdout=log, stderr=log, cwd=ROOT, start_new_session=True)
             try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        log.close()
+                client = httpx.Client(base_url=api, timeout=30)
+                declared = len(yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))["deployments"])
+                _wait(lambda: len(_call(client, "POST", "/deployments/filter", json={"limit": 50}).json())
+                      >= declared, 180, "every deployment prefect.yaml declares to be served")
+                yield client, tmp
+            finally:
+                stop(serve)
 
 
 def _call(client, method: str, url: str, **kw) -> httpx.Response:

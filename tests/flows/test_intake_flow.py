@@ -119,7 +119,7 @@ def test_r_val_1_the_lifecycle_runs_every_stage_flow_to_completion(project, tmp_
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     for name in ("hotline-2026-03-02.csv", "webchat-2026-03-02.xlsx"):
-        shutil.copy(SAMPLES / name, inbox / name)
+        shutil.copy2(SAMPLES / name, inbox / name)  # its time kept: the inbox takes settled files (issue 9.3)
     state = lifecycle_flow(inbox=str(inbox), return_state=True)
     assert state.is_completed(), state.message
     result = state.result()

@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Callable
 
 from tasks.masked import flow
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 from flows.params import AsOf
+from flows.states import failed
 from leadflow import engine
 from leadflow.privacy import mask_phones_in_text
 from tasks import reporting
@@ -68,11 +69,12 @@ def outcome_state(out: dict, data: dict | None = None):
     summary = {"as_of": iso(out["as_of"], stage_ctx().policy), "stages_run": dict(Counter(r["stage"] for r in out["timed"])),
                "events": out.get("events"), "allocated": out["pool"].get("allocated", 0),
                "pooled": out["pool"].get("pooled", 0), **(data or {})}
-    needs = [reporting.pool_warning(out["pool"], data).message] if out["pool"].get("pooled") else []
+    # leads an earlier run pooled and still waiting were that run's alarm: only this run's own fail it
+    needs = [reporting.pool_warning(out["pool"], data).message] if reporting.newly_pooled(out["pool"])["pooled"] else []
     needs += [r["summary"]["warning"] for r in out["timed"] if r["summary"].get("mass_breach")][:1]
     needs += [held] if (held := _newly_held(out)) else []
     if needs:  # R-REG-7: a state message is stored and shown by Prefect
-        return Failed(message=mask_phones_in_text("; ".join(n.rstrip(".") for n in needs) + "."), data=summary)
+        return failed("; ".join(n.rstrip(".") for n in needs) + ".", summary)
     return Completed(message=mask_phones_in_text(_describe(summary)), data=summary)
 
 

@@ -59,7 +59,13 @@ def _said(filed: list[dict], before: list[dict]) -> str:
     return "inbox: " + ("; ".join(parts) or "nothing new")
 
 
-@flow(name="inbox", flow_run_name=lambda: f"inbox {display_name(flow_run.parameters['inbox'])}")
+def _inbox_name() -> str:
+    """`inbox` for a folder named so, else `inbox <folder>` (phones masked by display_name)."""
+    folder = display_name(flow_run.parameters["inbox"])
+    return "inbox" if folder == "inbox" else f"inbox {folder}"
+
+
+@flow(name="inbox", flow_run_name=_inbox_name)
 def inbox_flow(inbox: Folder, as_of: AsOf = None) -> dict:
     """Take every new file in the inbox, in name order: an event file (it has a `type` column) is recorded,
     any other is registered; then each is filed away (done/, rejected/ with its reason, or left to be tried

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tasks.masked import flow
 
-from flows.clock import run_name
+from flows.clock import catch_up, run_name
 from flows.params import AsOf, Folder, Time
 from leadflow.samples.feed import LOOKAHEAD
 from tasks import reporting
@@ -29,9 +29,13 @@ def sample_history_flow(start: Time, end: Time, folder: Folder) -> dict:
 def sample_activity_flow(as_of: AsOf = None) -> dict:
     """Every 2 minutes: the few registrations taken since the last run (registered and allocated), then what the
     sample organisation's people did by now for the leads allocated in the last days, these included."""
+    # first the checks due by now, as every time-driven run does them: their breaches get their artifacts and the
+    # run its summary (the engine runs below would otherwise record them with nothing to see; issue 9.4)
+    caught = catch_up(as_of)
     registered = steps.register_new(as_of)
     decisions = registered.pop("decisions")
     if decisions:  # R-ALLOC-7: published as the intake flow publishes a file's
         reporting.publish_allocations("new sample leads", decisions)
         reporting.notify_owners(decisions)
-    return {**steps.deliver(as_of, lookahead_minutes=LOOKAHEAD.total_seconds() / 60), "registered": registered}
+    done = {**steps.deliver(as_of, lookahead_minutes=LOOKAHEAD.total_seconds() / 60), "registered": registered}
+    return caught if caught.is_failed() else done  # what needs a person is not Completed (issue 9.5)

@@ -20,6 +20,25 @@ _PREFIX = re.compile(r"^(?:Flow|Task) run encountered an exception:\s*(?:[A-Za-z
                      r"Unavailable|Run)\b:\s*)?")
 
 
+class NeedsAPerson(Exception):
+    """The outcome of a run that needs a person (a Failed state's data): its one sentence, and the run's summary
+    (`summary`, a dict of ids and counts). Prefect resolves a Failed state's data into the exception it raises
+    when a served run ends; a plain dict there is its "Unexpected result for failed state" traceback. Log records
+    carrying it are one line, no traceback (`needs_a_person`, leadflow.privacy.MaskingFilter)."""
+
+    needs_a_person = True
+
+    def __init__(self, message: str, summary=None):
+        super().__init__(message)
+        self.summary = summary
+
+
+def failed(message: str, summary=None) -> State:
+    """A Failed state with one sentence (masked, R-REG-7) and the run's summary kept (read it with `result_of`)."""
+    message = mask_phones_in_text(message)
+    return Failed(message=message, data=NeedsAPerson(message, summary))
+
+
 def sentence(state: State) -> str:
     """The one sentence a state says about itself (its message's first line, Prefect's exception prefix dropped,
     phones masked); `Crashed`/`Cancelled` without a message say their state."""
@@ -34,6 +53,8 @@ def result_of(state: State, default=None):
         value = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - a result that cannot be read is no result
         return default
+    if isinstance(value, NeedsAPerson):
+        return default if value.summary is None else value.summary
     return default if isinstance(value, BaseException) else value
 
 
@@ -51,8 +72,8 @@ def parent_state(children: dict[str, State], noun: str, data=None, done: str = "
     notes = notes or {}
     said = "; ".join(f"{name}: {text.rstrip('.')}" + (f" ({notes[name]})" if name in notes else "")
                      for name, text in failures)
-    failed = len({name for name, _ in failures})
-    return Failed(message=mask_phones_in_text(f"{failed} of {total} {noun} did not complete: {said}."), data=data)
+    count = len({name for name, _ in failures})
+    return failed(f"{count} of {total} {noun} did not complete: {said}.", data)
 
 
 def _without(name: str, text: str) -> str:

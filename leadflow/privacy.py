@@ -122,6 +122,10 @@ class MaskingFilter(logging.Filter):
         except Exception:  # a bad format string: logging reports it; the raw text is still masked
             message = str(record.msg)
         record.msg, record.args = mask_phones_in_text(message), None
+        if record.exc_info and getattr(record.exc_info[1], "needs_a_person", False):
+            # a run that needs a person ended as designed (flows.states.NeedsAPerson): its sentence, no traceback
+            record.msg = mask_phones_in_text(f"{message}: the run needs a person: {record.exc_info[1]}")
+            record.exc_info, record.exc_text = None, None
         if record.exc_info and not record.exc_text:
             record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         if record.exc_text:

@@ -234,7 +234,8 @@ def publish_pool_warning(summary: dict) -> int:
     pooled = summary.get("pooled_leads", [])
     labels = labels_for((), {d for x in pooled for d in re.findall(r"\b\w+\b", x["reason"])},  # departments named
                      [x["customer_id"] for x in pooled])
-    lines = [f"# {summary.get('pooled', len(pooled))} leads left in the company pool", "",
+    n = summary.get("pooled", len(pooled))
+    lines = [f"# {n} lead{'s' if n != 1 else ''} left in the company pool", "",
              "Nobody eligible could take them (R-ALLOC-5); they are offered again at the next allocation run.", "",
              "| customer | tier | why |", "|---|---|---|"]
     lines += [f"| {labels.customer(x['customer_id'])} | {x['tier']} | {named(x['reason'], labels)} |" for x in pooled]
@@ -244,12 +245,16 @@ def publish_pool_warning(summary: dict) -> int:
 
 
 def pool_warning(summary: dict, data: dict | None = None):
-    """R-ALLOC-5: leads left in the pool end the run loudly, with an artifact listing each and why; `data` is
-    the run's own result, kept on the Failed state so the caller still sees what became of its rows."""
-    from prefect.states import Failed
+    """R-ALLOC-5: leads this run left in the pool end it loudly (issue 9.5), with an artifact listing every lead
+    in the pool and why; the sentence counts the run's own (`newly_pooled`) and says how many older ones still
+    wait. `data` is the run's own result, kept on the Failed state so the caller still sees what became of its
+    rows."""
+    from flows.states import failed
 
     publish_pool_warning(summary)
-    return Failed(message=pool_message(summary), data=data)
+    waiting = still_waiting(summary)
+    more = f" ({waiting} more pooled by an earlier run still wait)" if waiting else ""
+    return failed(pool_message(newly_pooled(summary)).rstrip(".") + more + ".", data)
 
 
 @publishing("publish dispute decision")
@@ -296,6 +301,19 @@ def final_pool(out: dict, result: dict | None = None) -> dict:
     return {"pooled": len(left), "pooled_leads": list(left.values())}
 
 
+def newly_pooled(pool: dict) -> dict:
+    """The part of a pool summary ({pooled, pooled_leads}) this run put there (R-ALLOC-5): what needs a person
+    now. Leads pooled by an earlier run and still waiting were that run's alarm; they stay on the run summary's
+    "to look at" list (`still_waiting`)."""
+    new = [p for p in pool.get("pooled_leads", []) if p.get("new", True)]
+    return {"pooled": len(new), "pooled_leads": new}
+
+
+def still_waiting(pool: dict) -> int:
+    """How many leads of a pool summary were pooled by an earlier run and are still waiting."""
+    return sum(1 for p in pool.get("pooled_leads", []) if not p.get("new", True))
+
+
 def _breaches(out: dict) -> list[dict]:
     return [r for t in out.get("timed", []) if t["stage"] == "sla_check" for r in t["summary"].get("rows", [])]
 
@@ -306,7 +324,7 @@ def attention(out: dict, result: dict | str | None, newly_held: list[dict]) -> l
     (R-VAL-2). Pure; ids only."""
     res = result if isinstance(result, dict) else ({"file_error": result} if isinstance(result, str) else {})
     lines = [res[k] for k in ("file_error", "batch_error") if res.get(k)]
-    pool = final_pool(out, res)
+    pool = newly_pooled(final_pool(out, res))
     if pool["pooled"]:
         lines.append(pool_message(pool))
     lines += [t["summary"]["warning"] for t in out.get("timed", []) if t["summary"].get("mass_breach")][:1]
@@ -376,6 +394,9 @@ def publish_run_summary(out: dict, result: dict | str | None = None) -> list[str
                     + ", ".join(f"{r} × {n}" for r, n in quarantined.most_common()))
     if out.get("holds"):
         look.append(f"{out['holds']} registration record(s) on hold until fixed (R-VAL-2): see records-on-hold")
+    if waiting := still_waiting(final_pool(out, result if isinstance(result, dict) else {})):
+        look.append(f"{waiting} lead(s) pooled by an earlier run still waiting in the company pool (R-ALLOC-5): "
+                    "see pool-warning")
     lines += ["", "## To look at", ""] + ([f"- {x}" for x in look] or ["Nothing."])
     lines += ["", "## Key numbers", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in _numbers(out, res, quarantined)]

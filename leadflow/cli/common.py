@@ -78,6 +78,7 @@ def flow_per_file(files: list[str], what: str, hint: str, run, describe, prechec
     then why, exit 1."""
     from rich.progress import Progress
 
+    from flows.states import result_of
     from leadflow.intake.readers import IntakeFileError
     from leadflow.privacy import mask_phones_in_text
     from leadflow.spool import spooled
@@ -97,7 +98,7 @@ def flow_per_file(files: list[str], what: str, hint: str, run, describe, prechec
             name = mask_phones_in_text(Path(f).name)
             with spooled(f) as given:  # R-REG-7: a phone in the file's name never reaches Prefect
                 state = run(given)
-            result = state.result(raise_on_failure=False)
+            result = result_of(state)
             if isinstance(result, dict) and "rows_in" in result:
                 progress.console.print(describe(name, result), soft_wrap=True, markup=False, highlight=False)
             if not state.is_completed():

@@ -131,22 +131,37 @@ def _record_one(kind: str, options: dict, at, recorded_at, knowingly: bool, as_o
                 raise ArgumentError(f"--{name.replace('_', '-')}: no customer matches that id, reference or phone.")
             event[name] = str(cid)
     common.check_clock(when)
-    if "phone" in event:  # a link's number never becomes a flow parameter: recorded here, in this process
+    if _holds_phone(event):  # R-REG-7: a number in any field (a link's, a reason's) never becomes a flow parameter
         from leadflow.events.api import record_events
 
         summary = record_events([event], as_of=when, source="cli")
         say(_events_line(event["type"], summary))
-        return 0 if summary["applied"] + summary["duplicate"] == summary["rows_in"] else 1
+        return _refused_exit(summary)
     common.use_server()
     from flows.events import record_events_flow
 
     state = record_events_flow(events=[event], as_of=when, operator=None, return_state=True)
-    summary = state.result(raise_on_failure=False)
+    from flows.states import result_of
+
+    summary = result_of(state)
     if isinstance(summary, dict) and "rows_in" in summary:
         say(_events_line(event["type"], summary))
     if not state.is_completed():
         raise Failure(one_line(state.message) if state.message else f"the flow run ended {state.type.value}.", 1)
-    return 0 if summary["applied"] + summary["duplicate"] == summary["rows_in"] else 1
+    return _refused_exit(summary)
+
+
+def _holds_phone(event: dict) -> bool:
+    """Whether any value of the event is phone-shaped (after the customer was resolved to its id)."""
+    from leadflow.privacy import has_phone
+
+    return any(has_phone(str(v)) for v in event.values())
+
+
+def _refused_exit(summary: dict) -> int:
+    """The exit code of one event given as options: 0 taken (applied, duplicate or waiting), 2 refused (its
+    reason was printed: the input was refused, the run itself did its work and Completed)."""
+    return 2 if summary["refused"] else 0
 
 
 @app.command()

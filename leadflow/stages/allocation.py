@@ -111,7 +111,9 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
                 to_pool_first.append(lead["id"])
                 ledger_rows.append(ledger.entry(now, "R-ALLOC-5", "pooled", f"{prefix}left in the company pool: "
                                                 f"{why}", customer_id=lead["id"], explanation=d.explanation))
-            pooled.append({"customer_id": lead["id"], "tier": d.tier, "reason": why})
+            # `new`: pooled by this offer; a re-offered lead still waiting needs no new alarm (issue 9.5)
+            pooled.append({"customer_id": lead["id"], "tier": d.tier, "reason": why,
+                           "new": lead.get("pooled_at") is None})
             continue
         owners[lead["id"]] = (d.person, d.department)
         a_kind = "replacement" if d.rule == "R-ALLOC-6" else ("manager" if d.rule == "R-ALLOC-3" else kind)
@@ -177,7 +179,8 @@ def pool_reason(explanation: dict) -> str:
     parts = []
     if people:
         counts = Counter(people.values())
-        who = f"who could take a {tier.replace('_', '-')} lead"
+        name = tier.replace('_', '-')
+        who = f"who could take {'an' if name[:1] in 'AEaeiou' else 'a'} {name} lead"  # an A lead, a below-d lead
         if len(counts) == 1:
             parts.append(f"all {len(people)} {who} {next(iter(counts))}")
         else:

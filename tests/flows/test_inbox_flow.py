@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from flows.states import result_of
 from tests.conftest import require_postgres
 
 SAMPLES = Path(__file__).resolve().parents[2] / "leadflow" / "samples"
@@ -211,7 +212,7 @@ def test_issue9_5_a_lifecycle_with_a_failing_child_ends_failed_with_one_sentence
     assert state.is_failed() and "\n" not in state.message
     assert state.message.startswith("1 of 3 steps did not complete: inbox: 1 of 1 files did not complete: "
                                     "no-phone.csv: required column 'phone'"), state.message
-    assert state.result(raise_on_failure=False)["clock"] == "COMPLETED"
+    assert result_of(state)["clock"] == "COMPLETED"
 
 
 def test_issue9_5_r_alloc_5_a_pooled_lead_in_an_inbox_file_makes_the_inbox_and_the_lifecycle_failed(store):

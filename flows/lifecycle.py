@@ -104,13 +104,15 @@ def _take(inbox: str, as_of: dt.datetime | None) -> State:
 def lifecycle_flow(inbox: Folder, as_of: AsOf = None) -> dict:
     """Every file in the inbox (registrations and events), the global catch-up, and the fairness report;
     Failed, naming each step that did not complete, when one did not (issue 9.5)."""
-    now = as_of or dt.datetime.now(dt.timezone.utc)
+    began = dt.datetime.now(dt.timezone.utc)  # the summary lists what the ledger recorded from here on
+    now = as_of or began
     states = {"inbox": inbox_flow(inbox, as_of=now, return_state=True)}
     for name, sub in (("clock", tick_flow), ("report", weekly_rotation_report_flow)):
         states[name] = sub(as_of=now, return_state=True)
     out = {"intake": result_of(states["inbox"], {}) or {}, **{n: states[n].type.value for n in ("clock", "report")}}
     from tasks.reporting import publish_parent_summary  # issue 9.4: the run's summary, each step and its sentence
 
-    publish_parent_summary({n: (s.type.value, sentence(s) if s.message else None) for n, s in states.items()})
+    publish_parent_summary({n: (s.type.value, sentence(s) if s.message else None) for n, s in states.items()},
+                           began)
     return parent_state(states, "steps", data=out,
                         done="; ".join(s.message for s in states.values() if s.message) or "lifecycle completed")

@@ -409,9 +409,10 @@ def publish_run_summary(out: dict, result: dict | str | None = None) -> list[str
 
 
 @publishing("publish run summary")
-def publish_parent_summary(children: dict[str, tuple[str, str | None]]) -> list[str]:
+def publish_parent_summary(children: dict[str, tuple[str, str | None]], since: dt.datetime | None = None) -> list[str]:
     """A parent flow's summary (the lifecycle): each step's state and its one sentence, the steps that did not
-    complete first, as they make the parent Failed (issue 9.5). `children`: name -> (state type, message)."""
+    complete first, as they make the parent Failed (issue 9.5), then what the ledger recorded since `since` (the
+    parent's start: allocations and breaches, `_recorded_during`). `children`: name -> (state type, message)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactCreate
     from prefect.runtime import flow_run
@@ -422,6 +423,7 @@ def publish_parent_summary(children: dict[str, tuple[str, str | None]]) -> list[
                                                            or ["Nothing: the run is Completed."])
     lines += ["", "## Steps", "", "| step | state | said |", "|---|---|---|"]
     lines += [f"| {n} | {k.lower()} | {(m or '').replace('|', '/')} |" for n, (k, m) in children.items()]
+    lines += _recorded_during(since)
     with get_client(sync_client=True) as client:  # flow-level: listed above the task runs' artifacts
         client.create_artifact(ArtifactCreate(
             type="markdown", key="run-summary", data=mask_phones_in_text("\n".join(lines)),
@@ -429,3 +431,40 @@ def publish_parent_summary(children: dict[str, tuple[str, str | None]]) -> list[
                                             if needs else f"{title}: nothing needs a person"),
             flow_run_id=flow_run.id))
     return needs
+
+
+ROLLUP_ROWS = 50
+
+
+def _recorded_during(since) -> list[str]:
+    """Markdown: the allocations (to whom, the rule and why) and the SLA breaches (who, which rule) the ledger
+    recorded since `since` (the parent run's start, wall time) — what the parent's children did, one click from
+    the dashboard (issue 9.4); at most ROLLUP_ROWS each, the rest counted."""
+    from leadflow.store.models import Ledger
+
+    if since is None:
+        return []
+    ctx = stage_ctx()
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(Ledger.at, Ledger.action, Ledger.rule_id, Ledger.customer_id, Ledger.person_id,
+                                   Ledger.reason)
+                            .where(Ledger.recorded_at >= since, Ledger.action.in_(("allocate", "breach")))
+                            .order_by(Ledger.at, Ledger.id)).all()
+        labels = load_labels(conn, {r.person_id for r in rows}, (), {r.customer_id for r in rows})
+    out = []
+    for action, title, head in (("allocate", "Allocated in this run", "| customer | owner | rule | why |"),
+                                ("breach", "SLA breaches recorded in this run", "| when | who | customer | rule |")):
+        mine = [r for r in rows if r.action == action]
+        out += ["", f"## {title}: {len(mine)}", ""]
+        if not mine:
+            out.append("None.")
+            continue
+        out += [head, "|---|---|---|---|"]
+        for r in mine[:ROLLUP_ROWS]:
+            out.append(f"| {labels.customer(r.customer_id)} | {labels.person(r.person_id)} | {r.rule_id} | "
+                       f"{named(r.reason or '', labels).replace('|', '/')} |" if action == "allocate" else
+                       f"| {when(r.at)} | {labels.person(r.person_id)} | {labels.customer(r.customer_id)} | "
+                       f"{r.rule_id} |")
+        if len(mine) > ROLLUP_ROWS:
+            out.append(f"\n… and {len(mine) - ROLLUP_ROWS} more (`leadflow report allocations` / `breaches`).")
+    return out

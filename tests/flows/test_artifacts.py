@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -204,10 +206,14 @@ def test_issue9_4_the_lifecycle_run_has_a_summary_naming_each_step(project):
 
     inbox = project / "inbox"
     inbox.mkdir()
-    _file(inbox, "leads.csv", ["H-010,400,周先生,13800138000,25万,展厅,2026-03-02 09:00,k1,是,上海"])
+    dropped = _file(inbox, "leads.csv", ["H-010,400,周先生,13800138000,25万,展厅,2026-03-02 09:00,k1,是,上海"])
+    os.utime(dropped, (time.time() - 60, time.time() - 60))  # settled: the inbox takes no file still being written
     state = lifecycle_flow(inbox=str(inbox), as_of=MONDAY, return_state=True)
     summaries = [a for a in _artifacts(state) if a["key"] == "run-summary"]
     assert len(summaries) == 1 and summaries[0]["task_run_id"] is None
     text = summaries[0]["data"]
     assert all(f"| {step} |" in text for step in ("inbox", "clock", "report"))
     assert ("Nothing: the run is Completed." in text) == state.is_completed(), (state.message, text)
+    # found by the operator trial: the dashboard and one click say what was allocated to whom and why
+    assert "## Allocated in this run: 1" in text and "(ref H-010)" in text and "R-ALLOC-" in text, text
+    assert "## SLA breaches recorded in this run: 0" in text

@@ -24,7 +24,7 @@ PROG = "leadflow"
 
 def _usage(e: TyperException) -> str:
     """A usage error (unknown option, missing argument, bad choice) as one sentence pointing at the help."""
-    message = " ".join(e.format_message().split()).rstrip(".")
+    message = " ".join(e.format_message().split()).rstrip(".").replace("Value error, ", "")  # pydantic's prefix
     ctx = getattr(e, "ctx", None)
     path = ctx.command_path if ctx is not None else PROG
     return f"{message[:1].lower()}{message[1:]} (see '{path} --help')."

@@ -85,7 +85,7 @@ def flow_per_file(files: list[str], what: str, hint: str, run, describe, prechec
 
     for f in files:
         if not Path(f).is_file():
-            raise IntakeFileError(f"{Path(f).name}: no such file{hint}.")
+            raise IntakeFileError(f"{f}: no such file{hint}.")  # as given: the folder may be what is wrong
         if precheck is not None:
             precheck(f)
     check_clock(as_of)

@@ -28,6 +28,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     (["dispute"], "missing argument 'customer'"),
     (["start", "--port", "abc"], "invalid value for '--port'"),
     (["frobnicate"], "no such command 'frobnicate'"),
+    (["report", "breaches", "--format", "xml"], "invalid value for '--format': 'xml' is not one of"),  # no "Value error"
 ])
 def test_issue9_7_a_usage_error_is_one_sentence_exit_2_pointing_at_the_help(capsys, argv, says):
     code, out, err = run(capsys, *argv)
@@ -41,6 +42,7 @@ def test_issue9_7_a_usage_error_is_one_sentence_exit_2_pointing_at_the_help(caps
     (["record", "contact", "--customer", "c1", "--at", "2026-02-30"], "--at '2026-02-30' is not a time"),
     (["report", "breaches", "--since", "yesterdy"], "--since 'yesterdy' is not a date"),
     (["report", "breaches", "--since", "2026-12-01", "--until", "2026-11-30"], "is after --until 2026-11-30"),
+    (["register", "/no/such/folder/leads.csv"], "/no/such/folder/leads.csv: no such file"),  # the path as given
 ])
 def test_issue9_8_a_bad_time_or_date_is_one_sentence_exit_2_before_anything_runs(capsys, argv, says):
     code, out, err = run(capsys, *argv)

@@ -8,7 +8,9 @@ defines:
   channel ids come from it); every expectation carries its reason code (R-VAL-2) in
   `meta={"reason": ...}`;
 - `SELECT`: output column -> SQL expression over `registrations` columns; the gate's query selects
-  `id` plus exactly these (never `phone`, `raw` or `name`: R-REG-7);
+  `id` plus exactly these (never `phone`, `raw` or `name`: R-REG-7). They are also the key of the gate's
+  cache (a record's outcome is a function of them alone), so a column the suite only tests for NULL is
+  selected as `given(column)` under its own name: 1 or NULL, the same check, and many records share a key;
 - `REQUIRED`: the `registrations` columns the suite reads; one missing fails the batch (R-VAL-3).
 
 `expectations.gate` runs them: `run_gate(url, stage, ids=..., batch_id=..., policy=...)` and
@@ -34,6 +36,13 @@ DECIDED_STATUSES: tuple[str, ...] = ("accepted", "attached")  # rows the later s
 # SQL for "a channel was delivered at all" (1) or not (0), so the gate never selects the free-text
 # `channel_raw` itself: the suites only need to know whether it was given.
 CHANNEL_GIVEN_SQL = "CASE WHEN channel_raw IS NULL THEN 0 ELSE 1 END"
+
+
+def given(column: str) -> str:
+    """SQL for a column the suite only tests for NULL: 1 when it has a value, NULL when not. Selected under the
+    column's own name, so the expectation, its reason code and its Data Docs line are the same, while records
+    that differ only in the value (a customer id, a time) share one key of the gate's cache."""
+    return f"CASE WHEN {column} IS NULL THEN NULL ELSE 1 END"
 
 
 def stage_module(stage: str) -> ModuleType:

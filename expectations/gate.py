@@ -9,8 +9,37 @@ quarantined (with reason codes).
 Speed: Great Expectations' import and context set-up cost seconds, so one ephemeral context and
 one SQL datasource are kept per (url, schema, docs_dir, suite values) in the process and reused by
 every call (the suite values are what the suites read of the policy, its channels: a gate under a
-policy with other channels gets its own suites); each call adds one query asset (selecting `id` and
-the stage's checked columns only), validates it and removes it again.
+policy with other channels gets its own suites).
+
+Validating once per record version (issue 10): a GX validation costs about 57 ms at best whatever its
+row count, and every suite is a set of row-wise expectations, so a record's outcome is a function of
+what its suite reads of it — the suite module's `SELECT` outputs (a column the suite only tests for
+NULL is read as 1/NULL, `expectations.given`, so records differing only in a customer id or a time
+share one outcome) under the suite values. A gate run therefore (1) reads the batch's (id, key) pairs
+in one set-based query, (2) takes the outcomes of known keys from a process-wide cache, (3) validates
+the unseen keys in ONE GX call — a query asset over those distinct contents written out as literal
+rows, each standing as its lowest id — and caches them, and (4) maps the outcomes back to the ids. The
+GateResult (passed, quarantined and their reasons, expectations_failed counted per row, every R-VAL-3
+batch error) is the one a validation of every row would give. `prevalidate` fills the cache ahead of
+the runs (a replay validates all of a scenario's registrations in one call per suite). Outcomes are
+shared by every target with the same suite values and Data Docs site (they hold in any database);
+they are dropped by `clear_cache`. `stats()` counts the GX calls and their seconds. Thread-safe: a
+target validates under its lock, so a key is validated once.
+
+Data Docs (docs_dir): a page is built for each GX call, listing the contents validated by it (by their
+standing ids; a negative id is a prevalidated content not in the store). A gate run whose contents
+were all known validates nothing new and builds no new page: its `docs_path` is the site's index,
+whose pages hold the validations its outcomes came from.
+
+Next (replaying recorded history under another policy, reusing the recorded validation outcomes): a
+recorded run's outcomes can seed the cache without GX, because an outcome depends only on the key and
+the suite values. The store would keep, per validation, the suite, the suite values and each distinct
+key with its reason codes and failed expectations (a small table, written where `judge` caches a new
+outcome); a replay under another policy loads the rows whose suite values equal its own into
+`_OUTCOMES` before it starts (the same entry point as `prevalidate`), so only contents the recorded
+history never showed under those suites, or suites the new policy changes (other channels), reach GX.
+A change of a suite module's code must change the recorded suite identity (e.g. a hash of the suite's
+expectation configurations kept beside the suite values), so stale outcomes are never reused.
 
 Privacy (R-REG-7): the query never selects `phone`, `raw` or `name` (a guard refuses a suite that
 tries), so no phone can reach the validation results, the GateResult or the Data Docs.
@@ -29,10 +58,11 @@ import itertools
 import logging
 import re
 import threading
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
@@ -55,7 +85,8 @@ from great_expectations.data_context.types.resource_identifiers import (  # noqa
 from expectations import STAGES, stage_module, suite_values  # noqa: E402
 from leadflow.policy import Policy  # noqa: E402
 
-__all__ = ["GateError", "GateResult", "run_gate", "gate_for", "clear_cache", "STAGES", "UNVALIDATED"]
+__all__ = ["GateError", "GateResult", "run_gate", "gate_for", "prevalidate", "clear_cache", "stats", "reset_stats",
+           "STAGES", "UNVALIDATED"]
 
 log = logging.getLogger("leadflow.gate")
 
@@ -70,6 +101,23 @@ _BULKY = ("unexpected_list", "unexpected_index_list", "partial_unexpected_list",
           "partial_unexpected_index_list", "partial_unexpected_counts")
 # The reason given to the rows of a batch whose suite could not run at all (a missing column).
 UNVALIDATED = "unvalidated"
+
+
+_STATS = {"calls": 0, "seconds": 0.0}
+_STATS_LOCK = threading.Lock()
+
+
+def stats() -> dict[str, Any]:
+    """How many Great Expectations validations this process ran and their wall time:
+    {"calls": int, "seconds": float} (a gate run answered from the cache adds nothing)."""
+    with _STATS_LOCK:
+        return dict(_STATS)
+
+
+def reset_stats() -> None:
+    """Set the counts of `stats()` back to zero (a benchmark's measured part starts)."""
+    with _STATS_LOCK:
+        _STATS.update(calls=0, seconds=0.0)
 
 
 class GateError(RuntimeError):
@@ -138,6 +186,8 @@ class _Target:
         self.schema = schema
         self.table_sql = f'"{schema}".{TABLE}' if schema else TABLE
         self.docs_dir = docs_dir
+        # outcomes are shared by every target with the same suites and Data Docs site (see `_known`)
+        self.scope = (str(docs_dir) if docs_dir is not None else None, suite_values(policy))
         if self.backend == "sqlite":
             self.engine: Engine = sa.create_engine(self.url, connect_args={"timeout": 30})
         else:
@@ -198,17 +248,18 @@ class _Target:
 
     # -- the rows of the batch, before GX ------------------------------------------------------
 
-    def select_ids(self, where: str, required: Iterable[str]) -> tuple[list[int], str | None]:
-        """The ids the batch selects, and a message when the table or a required column is missing."""
-        cols = ", ".join(["id", *required])
-        probe = f"SELECT id FROM (SELECT {cols} FROM {self.table_sql} WHERE {where}) AS gate_batch"
+    def select_rows(self, where: str, module: Any) -> tuple[list[tuple[int, tuple]], str | None]:
+        """The batch's rows as (id, key): the key is what the suite reads of the row (its `SELECT` outputs, in
+        order), so two rows with one key have one outcome. With a message, and no keys, when the table or a
+        required column is missing. One set-based query."""
+        query = f"SELECT {_select_sql(module)} FROM {self.table_sql} WHERE {where}"
         try:
             with self.engine.connect() as conn:
-                return [int(i) for i in conn.execute(sa.text(probe)).scalars()], None
+                return [(int(r[0]), tuple(r[1:])) for r in conn.execute(sa.text(query))], None
         except (sa.exc.ProgrammingError, sa.exc.OperationalError) as e:
-            problem = self._schema_problem(required)
+            problem = self._schema_problem(module.REQUIRED)
             if problem:
-                return self._ids_only(where), problem
+                return [(i, ()) for i in self._ids_only(where)], problem
             raise GateError(f"cannot read the registrations at {_where(self.url)} ({type(e).__name__}).") from None
 
     def _ids_only(self, where: str) -> list[int]:
@@ -235,25 +286,90 @@ class _Target:
 
     # -- GX ------------------------------------------------------------------------------------
 
-    def validate(self, stage: str, suite: gx.ExpectationSuite, module: Any, where: str, n_rows: int):
-        select = ", ".join(["id", *(expr if expr == out else f"{expr} AS {out}" for out, expr in module.SELECT.items())])
-        query = f"SELECT {select} FROM {self.table_sql} WHERE {where}"
+    def validate(self, stage: str, suite: gx.ExpectationSuite, module: Any, unseen: dict[int, tuple]):
+        """One GX validation of the distinct record contents `unseen` ({representative id: key}): a query asset
+        over those rows written out as literals beneath a typed, empty select of the table (so every column has
+        the table's type on PostgreSQL, even an all-NULL one). Returns GX's results and the batch id."""
+        query = self._distinct_rows_sql(module, unseen)
         result_format = {
             "result_format": "COMPLETE",
             "unexpected_index_column_names": ["id"],
             "return_unexpected_index_query": False,
             # GX truncates a SQL unexpected_index_list at partial_unexpected_count (default 20)
-            "partial_unexpected_count": max(n_rows, 1),
+            "partial_unexpected_count": max(len(unseen), 1),
         }
         asset_name = f"{stage}_{next(self.counter)}"
         with self.lock:
+            started = time.perf_counter()
             asset = self.datasource.add_query_asset(name=asset_name, query=query)
             try:
                 batch = asset.add_batch_definition_whole_table("batch").get_batch()
                 results = batch.validate(suite, result_format=result_format)
             finally:
                 self.datasource.delete_asset(asset_name)
+                with _STATS_LOCK:
+                    _STATS["calls"] += 1
+                    _STATS["seconds"] += time.perf_counter() - started
         return results, batch.id
+
+    def _distinct_rows_sql(self, module: Any, unseen: dict[int, tuple]) -> str:
+        outs = ["id", *module.SELECT]
+        typed = f"SELECT {_select_sql(module)} FROM {self.table_sql} WHERE 1 = 0"
+        dialect = self.engine.dialect
+        rows = [[_literal(rep, dialect), *(_literal(v, dialect) for v in key)] for rep, key in sorted(unseen.items())]
+        if self.backend == "sqlite":
+            # a VALUES list is not bound by SQLite's 500-term limit on compound selects; SQLite types by value
+            values = ", ".join("(" + ", ".join(r) + ")" for r in rows)
+            return f"{typed} UNION ALL SELECT * FROM (VALUES {values}) AS gate_rows"
+        # PostgreSQL types a UNION's literals by its first, typed branch (a VALUES list would type them alone)
+        return " UNION ALL ".join([typed, *("SELECT " + ", ".join(f"{v} AS {c}" for v, c in zip(r, outs))
+                                            for r in rows)])
+
+    def judge(self, stage: str, suite: gx.ExpectationSuite, module: Any, rows: list[tuple[int, tuple]],
+              label: str) -> tuple[dict[tuple, _Outcome], str | None, str | None]:
+        """The outcome of every distinct key among `rows`: from the cache, and the unseen keys in one GX call
+        (their lowest id stands for them in the results and the Data Docs). Returns (outcome by key, a message
+        when GX's results cannot be trusted — nothing is then cached —, the Data Docs index when a page was
+        built). Under the target's lock: a key is validated once however many threads ask."""
+        reps: dict[tuple, int] = {}
+        for i, key in rows:
+            if key not in reps or i < reps[key]:
+                reps[key] = i
+        with self.lock:
+            known = _known(self.scope, stage)
+            out = {key: known[key] for key in reps if key in known}
+            unseen = {rep: key for key, rep in reps.items() if key not in out}
+            if not unseen:
+                return out, None, None
+            results, batch_identifier = self.validate(stage, suite, module, unseen)
+            by_rep, untrusted = _read_results(stage, results)
+            new = {key: by_rep.get(rep, _PASSED) for rep, key in unseen.items()}
+            if untrusted is None:
+                if len(known) + len(new) > CACHE_LIMIT:
+                    known.clear()  # a bound on memory; the outcomes stay right, only their reuse starts over
+                known.update(new)
+            docs = self.build_docs(stage, suite, results, batch_identifier, label) if self.docs_dir else None
+        return {**out, **new}, untrusted, docs
+
+    def keys_of(self, module: Any, records: list[dict]) -> list[tuple]:
+        """The keys of record contents that are not in the store (column -> value, as a record would be
+        stored): the suite's SELECT computed by the database over them written out as literals, so a key is
+        exactly what `select_rows` reads of such a record. One query."""
+        if not records:
+            return []
+        cols = ["id", *module.REQUIRED]
+        dialect = self.engine.dialect
+        rows = [[_literal(-n, dialect), *(_literal(_stored(r.get(c)), dialect) for c in module.REQUIRED)]
+                for n, r in enumerate(records, start=1)]
+        typed = f"SELECT {', '.join(cols)} FROM {self.table_sql} WHERE 1 = 0"
+        if self.backend == "sqlite":
+            literal = f"{typed} UNION ALL SELECT * FROM (VALUES {', '.join('(' + ', '.join(r) + ')' for r in rows)})"
+        else:
+            literal = " UNION ALL ".join([typed, *("SELECT " + ", ".join(f"{v} AS {c}" for v, c in zip(r, cols))
+                                                   for r in rows)])
+        query = f"SELECT {_select_sql(module)} FROM ({literal}) AS {TABLE}"
+        with self.engine.connect() as conn:
+            return [tuple(r[1:]) for r in conn.execute(sa.text(query))]
 
     def build_docs(self, stage: str, suite, results, batch_identifier: str, label: str) -> str:
         """Render this run's validation page (and, once per process, the suite pages) and the index.
@@ -318,11 +434,55 @@ def _target(url: str, schema: str | None, docs_dir: str | Path | None, policy: P
 
 
 def clear_cache() -> None:
-    """Forget every cached context and dispose of the engines (tests, or before dropping a schema)."""
+    """Forget every cached context and validation outcome and dispose of the engines (tests, or before dropping
+    a schema)."""
     with _TARGETS_LOCK:
         for target in _TARGETS.values():
             target.dispose()
         _TARGETS.clear()
+        _OUTCOMES.clear()
+
+
+# (docs_dir, suite values, stage) -> record key -> outcome. A key is what the stage's suite reads of a record (its
+# SELECT outputs), the suites are fixed by the suite values, so the outcome holds in any database: a replay on a
+# fresh store reuses what an earlier one validated. A Data Docs site keeps its own, so each content it lists
+# was validated (and paged) under it.
+_OUTCOMES: dict[tuple, dict[tuple, "_Outcome"]] = {}
+CACHE_LIMIT = 200_000  # keys per (site, suites, stage); distinct contents are few, this only bounds memory
+
+
+def _known(scope: tuple, stage: str) -> dict[tuple, "_Outcome"]:
+    with _TARGETS_LOCK:
+        return _OUTCOMES.setdefault((*scope, stage), {})
+
+
+def _select_sql(module: Any) -> str:
+    """`id` and the suite's checked columns, as the suite's expectations name them."""
+    return ", ".join(["id", *(expr if expr == out else f"{expr} AS {out}" for out, expr in module.SELECT.items())])
+
+
+def _stored(value: Any) -> Any:
+    """A record value as the store keeps it: a JSON column's list or dict as its JSON text."""
+    import json
+
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def _literal(value: Any, dialect: Any) -> str:
+    """A value the gate read, written back as a SQL literal of the same database (quotes escaped)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return ("TRUE" if value else "FALSE") if dialect.name == "postgresql" else str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        value = value.isoformat(sep=" ")  # a text literal: the typed first branch of the query types it
+    if isinstance(value, str):  # standard SQL quoting; backslashes too where the server still escapes with them
+        if getattr(dialect, "_backslash_escapes", False):
+            value = value.replace("\\", "\\\\")
+        return "'" + value.replace("'", "''") + "'"
+    return str(sa.literal(value).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,7 +505,16 @@ def _id_clause(ids: list[int]) -> str:
             singles.extend(range(lo, hi + 1))
     if singles:
         parts.append(f"id IN ({', '.join(map(str, singles))})")
-    return "(" + " OR ".join(parts) + ")"
+    return _any(parts)
+
+
+def _any(parts: list[str]) -> str:
+    """`parts` joined by OR as a balanced tree: SQLite refuses an expression nested deeper than 1000 levels, which a
+    flat chain of a thousand ranges is (a pool of 20,000 leads with gaps)."""
+    if len(parts) <= 64:
+        return "(" + " OR ".join(parts) + ")"
+    half = len(parts) // 2
+    return f"({_any(parts[:half])} OR {_any(parts[half:])})"
 
 
 def _batch_where(ids: list[int] | None, batch_id: str | None, undecided_only: bool = False) -> str:
@@ -412,33 +581,52 @@ def _row_reasons(row: dict, meta: dict) -> set[str]:
     return found or {meta.get("reason") or "validation"}
 
 
-def _read_results(stage: str, results: Any, gate: GateResult) -> str | None:
-    """Fill `quarantined` and `expectations_failed`; a message when a result cannot be trusted."""
+class _Outcome(NamedTuple):
+    """What a suite made of one record content: its reason codes (sorted; none = passed) and the expectations it
+    failed (their names, in the suite's order)."""
+
+    reasons: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+_PASSED = _Outcome((), ())
+
+
+def _read_results(stage: str, results: Any) -> tuple[dict[int, _Outcome], str | None]:
+    """Each validated row's outcome by its id (rows absent passed every expectation); a message when a result
+    cannot be trusted (the outcomes read so far are then partial)."""
     reasons: dict[int, set[str]] = {}
+    failed: dict[int, list[str]] = {}
+    untrusted = None
     for r in results.results:
         config = r.expectation_config
         name = _expectation_name(config)
         if _raised(r):
-            return f"the {stage} check {name} could not be evaluated."
+            untrusted = f"the {stage} check {name} could not be evaluated."
+            break
         meta = config.meta or {}
         reason = meta.get("reason") or "validation"
         res = r.result or {}
         count = int(res.get("unexpected_count") or 0)
         rows = res.get("unexpected_index_list") or []
         if count:
-            gate.expectations_failed[name] = count
+            for row in rows:
+                failed.setdefault(int(row["id"]), []).append(name)
         if len(rows) != count:
-            return f"the {stage} check {name} reported {count} failing rows but identified {len(rows)}."
+            untrusted = f"the {stage} check {name} reported {count} failing rows but identified {len(rows)}."
+            break
         for row in rows:
             found = _row_reasons(row, meta) if "reasons_from" in meta else {reason}
             reasons.setdefault(int(row["id"]), set()).update(found)
-    for r in results.results:  # a row its reader could not split is judged by that alone, not by its fields
-        decisive = set((r.expectation_config.meta or {}).get("decisive") or ())
-        for i, rs in reasons.items():
-            if rs & decisive:
-                rs.intersection_update(set(r.expectation_config.meta.get("reasons") or ()))
-    gate.quarantined = {i: sorted(rs) for i, rs in sorted(reasons.items())}
-    return None
+    if untrusted is None:
+        for r in results.results:  # a row its reader could not split is judged by that alone, not by its fields
+            decisive = set((r.expectation_config.meta or {}).get("decisive") or ())
+            for i, rs in reasons.items():
+                if rs & decisive:
+                    rs.intersection_update(set(r.expectation_config.meta.get("reasons") or ()))
+    ids = set(reasons) | set(failed)
+    return {i: _Outcome(tuple(sorted(reasons.get(i, ()))) if untrusted is None else (), tuple(failed.get(i, ())))
+            for i in ids}, untrusted
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,6 +642,11 @@ def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str |
 
     The suites and the thresholds come from `policy` (default: the configured policy); a threshold
     given here overrides the policy's.
+
+    Only the record contents the process has not validated under these suites reach Great Expectations,
+    all in one call (see the module docstring); a run whose contents were all known makes no GX call and
+    builds no Data Docs page (`docs_path` is then the site's index). Returns the GateResult; raises
+    GateError (unknown stage, no selection, database unreachable).
     """
     if stage not in STAGES:
         raise GateError(f"unknown validation stage {stage!r}: use one of {', '.join(STAGES)}.")
@@ -473,7 +666,8 @@ def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str |
     gate = GateResult(stage=stage)
 
     where = _batch_where(wanted, batch_id, undecided_only=stage == "intake")
-    found, problem = target.select_ids(where, module.REQUIRED)
+    rows, problem = target.select_rows(where, module)
+    found = [i for i, _ in rows]
     if problem:  # the rows cannot be checked: all of them are held back, none passes (R-VAL-2, R-VAL-3)
         gate.batch_error = f"The {stage} gate cannot run: {problem}"
         gate.rows_in = len(found)
@@ -490,12 +684,21 @@ def run_gate(url: str, stage: str, ids: list[int] | None = None, batch_id: str |
         gate.batch_error = f"The {stage} batch is empty: {what} selects no registrations."
         return _done(gate)
 
-    results, batch_identifier = target.validate(stage, suite, module, where, len(found))
-    untrusted = _read_results(stage, results, gate)
+    outcomes, untrusted, docs_path = target.judge(stage, suite, module, rows, _label(wanted, batch_id))
+    failed: dict[str, int] = {}
+    for i, key in rows:
+        outcome = outcomes[key]
+        if outcome.reasons:
+            gate.quarantined[i] = list(outcome.reasons)
+        for name in outcome.failed:
+            failed[name] = failed.get(name, 0) + 1
+    gate.expectations_failed = failed
+    gate.quarantined = dict(sorted(gate.quarantined.items()))
     if target.docs_dir is not None:
-        gate.docs_path = target.build_docs(stage, suite, results, batch_identifier, _label(wanted, batch_id))
-    if untrusted:
+        gate.docs_path = docs_path or str(target.docs_dir / "index.html")
+    if untrusted:  # nothing of this run is trusted, so nothing is quarantined by it (nor cached)
         gate.batch_error = f"The {stage} gate failed as a whole: {untrusted}"
+        gate.quarantined = {}
     ids_all = set(found) | set(gate.quarantined)  # nothing dropped, even a row added meanwhile
     gate.rows_in = len(ids_all)
     gate.passed = sorted(i for i in ids_all if i not in gate.quarantined)
@@ -513,6 +716,37 @@ def _done(gate: GateResult) -> GateResult:
     return gate
 
 
+def prevalidate(url: str, stage: str, records: list[dict], schema: str | None = None,
+                docs_dir: str | Path | None = None, policy: Policy | None = None) -> int:
+    """Validate record contents ahead of the runs that will meet them, in one GX call (R-VAL-1): `records` are
+    registration rows as they would be stored (column -> value; at least the suite's `REQUIRED` columns), not
+    necessarily in the store. Their outcomes go into the gate's cache, so a later `run_gate` on records with
+    the same content runs no GX at all. Nothing is written to the store and no GateResult is made; a content
+    never met costs one row of that one call. Returns how many distinct contents were validated now (0: all
+    were known). Raises GateError for an unknown stage or an unreachable database."""
+    if stage not in STAGES:
+        raise GateError(f"unknown validation stage {stage!r}: use one of {', '.join(STAGES)}.")
+    if policy is None:
+        from leadflow.settings import configured_policy
+
+        policy = configured_policy()
+    target = _target(url, schema, docs_dir, policy)
+    suite, module = target.suite(stage)
+    try:
+        keys = target.keys_of(module, records)
+    except (sa.exc.ProgrammingError, sa.exc.OperationalError) as e:
+        raise GateError(f"cannot compute the {stage} keys at {_where(target.url)} ({type(e).__name__}).") from None
+    # a negative id stands for a content that is not a stored record (the Data Docs show it so)
+    rows = [(-n, key) for n, key in enumerate(dict.fromkeys(keys), start=1)]
+    if not rows:
+        return 0
+    known = _known(target.scope, stage)
+    unseen = sum(1 for _, key in rows if key not in known)
+    if unseen:
+        target.judge(stage, suite, module, rows, f"prevalidate-{stage}-n{unseen}")
+    return unseen
+
+
 def gate_for(url: str, schema: str | None = None, docs_dir: str | Path | None = None,
              policy: Policy | None = None, max_bad_fraction: float | None = None,
              min_rows_for_fraction: int | None = None) -> Callable[..., GateResult]:
@@ -525,4 +759,6 @@ def gate_for(url: str, schema: str | None = None, docs_dir: str | Path | None = 
 
     gate.url, gate.schema, gate.docs_dir = url, schema, docs_dir  # type: ignore[attr-defined]
     gate.close = lambda: release(url, schema, docs_dir)  # type: ignore[attr-defined]
+    gate.prevalidate = lambda stage, records: prevalidate(  # type: ignore[attr-defined]
+        url, stage, records, schema=schema, docs_dir=docs_dir, policy=policy)
     return gate

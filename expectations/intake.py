@@ -27,7 +27,7 @@ from __future__ import annotations
 import great_expectations as gx
 from great_expectations.expectations.row_conditions import Column
 
-from expectations import AMOUNT_STATUSES_OK, CHANNEL_GIVEN_SQL
+from expectations import AMOUNT_STATUSES_OK, CHANNEL_GIVEN_SQL, given
 from leadflow.intake.cells import Problem
 from leadflow.policy import Policy
 from leadflow.rules.registration import known_channels
@@ -44,8 +44,8 @@ BAD_TIME_SQL = f"CASE WHEN CAST(reasons AS TEXT) LIKE '%\"{Problem.BAD_TIME.valu
 SELECT: dict[str, str] = {
     "channel": "channel",
     "channel_given": CHANNEL_GIVEN_SQL,
-    "registered_at": "registered_at",
-    "registered_by": "registered_by",
+    "registered_at": given("registered_at"),  # only tested for NULL (see `given`)
+    "registered_by": given("registered_by"),  # likewise: by_known says whether it names a known person
     "by_known": "by_known",
     "phone_kind": "phone_kind",
     "amount_status": "amount_status",

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import re
 from collections import Counter
 
 from tasks.masked import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 
 from leadflow.names import Labels, explanation_people, load_labels
 from leadflow.rules.registration import mask_phones_in_text
@@ -89,12 +90,19 @@ def publish_validation(gate) -> None:
 
 
 @publishing("publish intake summary")
-def publish_intake(source: str, batch_id: str, summary: dict) -> None:
+def publish_intake(source: str, batch_id: str | list[str], summary: dict) -> None:
+    """The file's rows by outcome, channel and reasons (one row per combination, counted by the database, so a
+    file of a million rows is a table of a few dozen), with rows in = accepted + attached + quarantined."""
     ctx = stage_ctx()
+    batches = [batch_id] if isinstance(batch_id, str) else list(batch_id)
+    rt = Registration.__table__
+    reasons = cast(rt.c.reasons, Text)  # JSON has no equality on PostgreSQL: grouped as its text
     with ctx.engine.connect() as conn:
-        rows = conn.execute(select(Registration.status, Registration.channel, Registration.reasons)
-                            .where(Registration.batch_id == batch_id)).all()
-    by = Counter((s, c or "(unknown)", ", ".join(sorted(r or [])) or "-") for s, c, r in rows)
+        rows = conn.execute(select(rt.c.status, rt.c.channel, reasons, func.count())
+                            .where(rt.c.batch_id.in_(batches)).group_by(rt.c.status, rt.c.channel, reasons)).all()
+    by: Counter = Counter()
+    for s, c, r, n in rows:
+        by[(s, c or "(unknown)", ", ".join(sorted(json.loads(r) if r else [])) or "-")] += n
     table = [{"outcome": s, "channel": c, "reasons": r, "rows": n} for (s, c, r), n in sorted(by.items())]
     create_table_artifact(table, key=_key(f"intake-{source}"),
                           description=(f"{source}: rows in {summary['rows_in']} = accepted {summary['accepted']} "
@@ -118,10 +126,13 @@ def considered(explanation: dict | None, labels: Labels) -> str:
 
 
 @publishing("publish allocation table")
-def publish_allocations(title: str, decisions: list[dict]) -> int:
+def publish_allocations(title: str, decisions: list[dict], total: int | None = None) -> int:
     """R-ALLOC-7: the published allocation, from the ledger entries the stage wrote: per lead the customer (id
     and registration reference, never a name or phone), owner and department by name, the deciding rule, its
-    reason, and who was considered and why each was skipped. Returns the number of rows."""
+    reason, and who was considered and why each was skipped. Returns the number of rows.
+
+    `total`: how many allocations there were when `decisions` is a sample of them (a big file): the artifact
+    says so, and how to see them all."""
     if not decisions:
         return 0
     people = {p for d in decisions for p in explanation_people(d.get("explanation"))}
@@ -142,9 +153,13 @@ def publish_allocations(title: str, decisions: list[dict]) -> int:
                     "explanation": considered(d.get("explanation"), labels)})
         table.append(row)
     at = decisions[0].get("at")
+    more = ""
+    if total is not None and total > len(table):
+        more = (f"; the first {len(table)} of {total} shown. Every allocation is on the ledger: "
+                "`leadflow report allocations --since DATE --until DATE --format csv` lists them all")
     create_table_artifact(table, key=_key(f"allocation-{title}"),
-                          description=mask_phones_in_text(f"Allocations: {title}, {len(table)} leads"
-                                                          + (f", as of {when(at)}" if at else "")))
+                          description=mask_phones_in_text(f"Allocations: {title}, {total or len(table)} leads"
+                                                          + (f", as of {when(at)}" if at else "") + more))
     return len(table)
 
 

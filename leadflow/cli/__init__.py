@@ -14,7 +14,7 @@ import typer
 from typer.exceptions import TyperException
 from sqlalchemy.exc import SQLAlchemyError
 
-from leadflow.cli import ledger, local, run  # noqa: F401  (the commands attach themselves to `app`)
+from leadflow.cli import bench, ledger, local, run  # noqa: F401  (the commands attach themselves to `app`)
 from leadflow.cli.app import app
 from leadflow.cli.output import Failure, fail_line
 from leadflow.errors import USER_ERRORS, one_line

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from leadflow.events.kinds import RECORD_KINDS, Refusal
@@ -18,6 +18,9 @@ from leadflow.stages.context import StageContext
 from leadflow.store.models import Customer, Person
 
 Handler = Callable[[Connection, StageContext, Mapping], "Refusal | None"]
+# Built once: every delivery of records reads these.
+_OWNERS = select(Customer.id, Customer.owner_id).where(Customer.id.in_(bindparam("ids", expanding=True)))
+_KNOWN = select(Person.id).where(Person.id.in_(bindparam("ids", expanding=True)))
 
 
 def owners_of(conn: Connection, customer_ids: list[int]) -> dict[int, str | None]:
@@ -25,8 +28,7 @@ def owners_of(conn: Connection, customer_ids: list[int]) -> dict[int, str | None
     out: dict[int, str | None] = {}
     ids = sorted(set(customer_ids))
     for i in range(0, len(ids), 5000):
-        out.update(dict(conn.execute(select(Customer.id, Customer.owner_id).where(Customer.id.in_(ids[i:i + 5000])))
-                        .all()))
+        out.update(dict(conn.execute(_OWNERS, {"ids": ids[i:i + 5000]}).all()))
     return out
 
 
@@ -35,7 +37,7 @@ def known_people(conn: Connection, ids: list[str | None]) -> set[str]:
     wanted = sorted({i for i in ids if i is not None})
     known: set[str] = set()
     for i in range(0, len(wanted), 5000):
-        known |= set(conn.execute(select(Person.id).where(Person.id.in_(wanted[i:i + 5000]))).scalars())
+        known |= set(conn.execute(_KNOWN, {"ids": wanted[i:i + 5000]}).scalars())
     return known
 
 

@@ -17,7 +17,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, case, func, literal, select, union_all
 from sqlalchemy.engine import Connection
 
 from leadflow import failpoints
@@ -33,6 +33,39 @@ PENDING = "pending"  # stored, not yet applied (only between the two steps, or a
 CHUNK = 5000
 SHOWN_PROBLEMS = 50
 
+# Statements every delivery runs, built once: building one costs several times what SQLite takes to run it,
+# and each delivery (every scenario event of a replay) runs a dozen of them.
+_et, _bt = Event.__table__, EventBatch.__table__
+_FINISHED = select(EventBatch).where(EventBatch.id == bindparam("bid"), EventBatch.finished_at.is_not(None))
+_BATCH = select(EventBatch).where(EventBatch.id == bindparam("bid"))
+# the org chart's ids, people and departments, in one read: ("p", id) / ("d", id)
+_ORG_IDS = union_all(select(literal("p"), Person.id), select(literal("d"), Department.id))
+_KNOWN_KEYS = select(Event.dedupe_key).where(Event.dedupe_key.in_(bindparam("keys", expanding=True)))
+_SET_ROWS = _bt.update().where(_bt.c.id == bindparam("bid")).values(rows_in=bindparam("n"),
+                                                                     duplicate=bindparam("dup"))
+_WAITING = select(_et).where(_et.c.status == EventStatus.WAITING.value)
+_PENDING_ALL = select(_et).where(_et.c.status == PENDING).order_by(_et.c.at, _et.c.id)
+_PENDING_OF = (select(_et).where(_et.c.status == PENDING, _et.c.batch_id == bindparam("bid"))
+               .order_by(_et.c.at, _et.c.id))
+_APPLIED = _et.update().where(_et.c.id.in_(bindparam("ids", expanding=True))).values(
+    status=EventStatus.APPLIED.value, applied_at=bindparam("applied_on"))
+_REFUSED = _et.update().where(_et.c.id == bindparam("eid")).values(status=EventStatus.REFUSED.value,
+                                                                   reason=bindparam("why"))
+# (status, reason) -> count of one delivery's events: its counts, whether any is pending, its refusal reasons
+_COUNTS = (select(_et.c.status, _et.c.reason, func.count()).where(_et.c.batch_id == bindparam("bid"))
+           .group_by(_et.c.status, _et.c.reason))
+_SET_COUNTS = _bt.update().where(_bt.c.id == bindparam("bid")).values(
+    applied=bindparam("n_applied"), waiting=bindparam("n_waiting"), refused=bindparam("n_refused"))
+# the counts, and the delivery finished when nothing of it is pending (the first finish stands)
+_SET_COUNTS_FINISH = _bt.update().where(_bt.c.id == bindparam("bid")).values(
+    applied=bindparam("n_applied"), waiting=bindparam("n_waiting"), refused=bindparam("n_refused"),
+    finished_at=case((_bt.c.finished_at.is_(None), bindparam("finished_on", type_=_bt.c.finished_at.type)),
+                     else_=_bt.c.finished_at))
+_PROBLEMS = (select(_et.c.row_number, _et.c.type, _et.c.status, _et.c.reason, _et.c.customer_key, _et.c.fields)
+             .where(_et.c.batch_id == bindparam("bid"),
+                    _et.c.status.in_([EventStatus.REFUSED.value, EventStatus.WAITING.value]))
+             .order_by(_et.c.row_number).limit(SHOWN_PROBLEMS))
+
 
 def batch_id_for(digest_source: str | bytes, prefix: str = "events") -> str:
     """A delivery's id from its content: the same file (or the same API payload) twice is one delivery."""
@@ -46,8 +79,7 @@ def payload_digest(rows: list[dict]) -> str:
 
 def previous_summary(conn: Connection, batch_id: str) -> dict | None:
     """The outcome of a delivery already recorded in full, or None."""
-    b = conn.execute(select(EventBatch).where(EventBatch.id == batch_id,
-                                              EventBatch.finished_at.is_not(None))).mappings().first()
+    b = conn.execute(_FINISHED, {"bid": batch_id}).mappings().first()
     if b is None:
         return None
     return {**summary_of(conn, batch_id), "already_recorded": True}
@@ -68,8 +100,9 @@ def stage_events(ctx: StageContext, batch_id: str, source: str, rows: Iterable[d
         if not claim(conn, bt, {"id": batch_id, "source": source, "digest": digest, "operator": operator,
                                 "started_at": as_of}):
             return {"rows_in": None, "duplicate": None}  # claimed before: apply what is pending
-        people = set(conn.execute(select(Person.id)).scalars())
-        departments = set(conn.execute(select(Department.id)).scalars())
+        org = conn.execute(_ORG_IDS).all()
+        people = {i for kind, i in org if kind == "p"}
+        departments = {i for kind, i in org if kind == "d"}
         records = [normalise_event(r, as_of=as_of, policy=policy, people=people, departments=departments)
                    for r in rows]
         for r in records:
@@ -78,8 +111,7 @@ def stage_events(ctx: StageContext, batch_id: str, source: str, rows: Iterable[d
         keys = [r["dedupe_key"] for r in records if r.get("dedupe_key")]
         known = set()
         for i in range(0, len(keys), CHUNK):
-            known |= set(conn.execute(select(Event.dedupe_key).where(Event.dedupe_key.in_(keys[i:i + CHUNK])))
-                         .scalars())
+            known |= set(conn.execute(_KNOWN_KEYS, {"keys": keys[i:i + CHUNK]}).scalars())
         fresh, duplicate, seen = [], 0, set()
         for r in records:
             k = r.get("dedupe_key")
@@ -90,7 +122,7 @@ def stage_events(ctx: StageContext, batch_id: str, source: str, rows: Iterable[d
                 seen.add(k)
             fresh.append(r)
         _name_customers(conn, policy, fresh, as_of)
-        conn.execute(bt.update().where(bt.c.id == batch_id).values(rows_in=len(records), duplicate=duplicate))
+        conn.execute(_SET_ROWS, {"bid": batch_id, "n": len(records), "dup": duplicate})
         insert_rows(conn, Event.__table__, [_row(r, batch_id, operator) for r in fresh])
     failpoints.hit("events.staged")
     return {"rows_in": len(records), "duplicate": duplicate}
@@ -130,7 +162,7 @@ def retry_waiting(ctx: StageContext, as_of: dt.datetime) -> int:
     Returns how many became pending."""
     et = Event.__table__
     with ctx.engine.begin() as conn:
-        waiting = [dict(r) for r in conn.execute(select(et).where(et.c.status == EventStatus.WAITING.value)).mappings()]
+        waiting = [dict(r) for r in conn.execute(_WAITING).mappings()]
         if not waiting:
             return 0
         records = [{**w, "status": None, "reason": None} for w in waiting]
@@ -153,12 +185,9 @@ def apply_pending(ctx: StageContext, as_of: dt.datetime, batch_id: str | None = 
 
     Each group commits with its events' statuses, so a crash never applies a group twice. Returns how
     many were applied (refusals by the rules included in the statuses, not in the count)."""
-    et = Event.__table__
     with ctx.engine.connect() as conn:
-        q = select(et).where(et.c.status == PENDING)
-        if batch_id is not None:
-            q = q.where(et.c.batch_id == batch_id)
-        pending = [dict(r) for r in conn.execute(q.order_by(et.c.at, et.c.id)).mappings()]
+        q = _PENDING_ALL if batch_id is None else _PENDING_OF
+        pending = [dict(r) for r in conn.execute(q, {"bid": batch_id}).mappings()]
     applied = 0
     for group in _groups(pending):
         if group[0]["type"] not in RECORD_KINDS:
@@ -191,51 +220,58 @@ def _groups(events: list[dict]):
 
 
 def _write_outcomes(conn: Connection, outcome: Mapping[int, Refusal | None], as_of: dt.datetime) -> None:
-    et = Event.__table__
     ok = [i for i, v in outcome.items() if v is None]
-    if ok:
-        conn.execute(et.update().where(et.c.id.in_(ok)).values(status=EventStatus.APPLIED.value, applied_at=as_of))
+    for i in range(0, len(ok), CHUNK):
+        conn.execute(_APPLIED, {"ids": ok[i:i + CHUNK], "applied_on": as_of})
     refused = [{"eid": i, "why": v.value} for i, v in outcome.items() if v is not None]
     if refused:
-        conn.execute(et.update().where(et.c.id == bindparam("eid")).values(
-            status=EventStatus.REFUSED.value, reason=bindparam("why")), refused)
+        conn.execute(_REFUSED, refused)
 
 
-def _recount(conn: Connection, batch_ids: set[str]) -> None:
-    bt, et = EventBatch.__table__, Event.__table__
+def _counts(conn: Connection, batch_id: str) -> dict[tuple[str, str | None], int]:
+    """(status, reason) -> how many of the delivery's events: one grouped read on the batch index."""
+    return {(status, reason): n for status, reason, n in conn.execute(_COUNTS, {"bid": batch_id})}
+
+
+def _tally(counts: dict[tuple[str, str | None], int], status: str) -> int:
+    return sum(n for (s, _), n in counts.items() if s == status)
+
+
+def _recount(conn: Connection, batch_ids: set[str], finished_on: dt.datetime | None = None) -> dict[str, dict]:
+    """Write each delivery's applied / waiting / refused counts; returns batch id -> its `_counts`.
+    `finished_on`: also mark each delivery with nothing pending finished then (unless it was before)."""
+    out = {}
     for bid in sorted(batch_ids):
-        counts = dict(conn.execute(select(et.c.status, func.count()).where(et.c.batch_id == bid)
-                                   .group_by(et.c.status)).all())
-        conn.execute(bt.update().where(bt.c.id == bid).values(
-            applied=counts.get(EventStatus.APPLIED.value, 0), waiting=counts.get(EventStatus.WAITING.value, 0),
-            refused=counts.get(EventStatus.REFUSED.value, 0)))
+        out[bid] = counts = _counts(conn, bid)
+        values = {"bid": bid, "n_applied": _tally(counts, EventStatus.APPLIED.value),
+                  "n_waiting": _tally(counts, EventStatus.WAITING.value),
+                  "n_refused": _tally(counts, EventStatus.REFUSED.value)}
+        if finished_on is not None and not _tally(counts, PENDING):
+            conn.execute(_SET_COUNTS_FINISH, {**values, "finished_on": finished_on})
+        else:
+            conn.execute(_SET_COUNTS, values)
+    return out
 
 
 def finish(ctx: StageContext, batch_id: str, as_of: dt.datetime) -> dict:
-    """Mark the delivery recorded once nothing of it is pending; return its summary."""
-    bt, et = EventBatch.__table__, Event.__table__
+    """Mark the delivery recorded once nothing of it is pending; return its summary (`summary_of`)."""
     with ctx.engine.begin() as conn:
-        _recount(conn, {batch_id})
-        left = conn.execute(select(func.count()).select_from(et).where(et.c.batch_id == batch_id,
-                                                                        et.c.status == PENDING)).scalar()
-        if not left:
-            conn.execute(bt.update().where(bt.c.id == batch_id, bt.c.finished_at.is_(None)).values(finished_at=as_of))
-        return summary_of(conn, batch_id)
+        counts = _recount(conn, {batch_id}, finished_on=as_of)[batch_id]
+        return summary_of(conn, batch_id, counts)
 
 
-def summary_of(conn: Connection, batch_id: str) -> dict:
-    """rows in = applied + duplicate + waiting + refused, the refusal reasons, and the refused rows (no phones)."""
-    b = conn.execute(select(EventBatch).where(EventBatch.id == batch_id)).mappings().one()
-    et = Event.__table__
+def summary_of(conn: Connection, batch_id: str, counts: dict | None = None) -> dict:
+    """rows in = applied + duplicate + waiting + refused, the refusal reasons, and the refused rows (no phones).
+
+    `counts`: the delivery's `_counts` when the caller has just read them (one read fewer)."""
+    b = conn.execute(_BATCH, {"bid": batch_id}).mappings().one()
+    if counts is None:
+        counts = _counts(conn, batch_id)
     problems = [{"row": r.row_number, "type": r.type, "status": r.status, "reason": r.reason,
                  "customer": r.customer_key, "detail": (r.fields or {}).get("problem")}
-                for r in conn.execute(select(et.c.row_number, et.c.type, et.c.status, et.c.reason, et.c.customer_key,
-                                             et.c.fields)
-                                      .where(et.c.batch_id == batch_id,
-                                             et.c.status.in_([EventStatus.REFUSED.value, EventStatus.WAITING.value]))
-                                      .order_by(et.c.row_number).limit(SHOWN_PROBLEMS))]
-    reasons = Counter(dict(conn.execute(select(et.c.reason, func.count()).where(
-        et.c.batch_id == batch_id, et.c.status == EventStatus.REFUSED.value).group_by(et.c.reason)).all()))
+                for r in conn.execute(_PROBLEMS, {"bid": batch_id})] \
+        if _tally(counts, EventStatus.REFUSED.value) or _tally(counts, EventStatus.WAITING.value) else []
+    reasons = Counter({reason: n for (status, reason), n in counts.items() if status == EventStatus.REFUSED.value})
     return {"batch_id": batch_id, "source": b["source"], "rows_in": b["rows_in"], "applied": b["applied"],
             "duplicate": b["duplicate"], "waiting": b["waiting"], "refused": b["refused"],
             "reasons": dict(sorted(reasons.items())), "problems": problems}

@@ -3,12 +3,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from leadflow.store.models import Customer, CustomerPhone, Registration
 
 CHUNK = 5000
+# Built once: every delivery names its customers, and building a statement costs more than running it.
+_BY_ID = select(Customer.id).where(Customer.id.in_(bindparam("ids", expanding=True)))
+_BY_REF = (select(Registration.ref, Registration.external_ref, Registration.customer_id)
+           .where((Registration.ref.in_(bindparam("keys", expanding=True)))
+                  | (Registration.external_ref.in_(bindparam("keys2", expanding=True))),
+                  Registration.customer_id.is_not(None)).order_by(Registration.id))
+_BY_PHONE = select(CustomerPhone.phone, CustomerPhone.customer_id).where(
+    CustomerPhone.phone.in_(bindparam("phones", expanding=True)))
 
 
 def _chunks(values: list, size: int = CHUNK):
@@ -26,13 +34,11 @@ def resolve_keys(conn: Connection, keys: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     numbers = [int(k) for k in keys if k.isdigit() and len(k) < 10]
     for chunk in _chunks(numbers):
-        for (cid,) in conn.execute(select(Customer.id).where(Customer.id.in_(chunk))):
+        for (cid,) in conn.execute(_BY_ID, {"ids": chunk}):
             found[str(cid)] = cid
     rest = [k for k in keys if k not in found]
     for chunk in _chunks(rest):
-        rows = conn.execute(select(Registration.ref, Registration.external_ref, Registration.customer_id)
-                            .where((Registration.ref.in_(chunk)) | (Registration.external_ref.in_(chunk)),
-                                   Registration.customer_id.is_not(None)).order_by(Registration.id))
+        rows = conn.execute(_BY_REF, {"keys": chunk, "keys2": chunk})
         wanted = set(chunk)
         for ref, external, cid in rows:
             for k in (ref, external):
@@ -46,8 +52,7 @@ def resolve_phones(conn: Connection, phones: Iterable[str]) -> dict[str, int]:
     phones = sorted({p for p in phones if p})
     found: dict[str, int] = {}
     for chunk in _chunks(phones):
-        found.update(dict(conn.execute(select(CustomerPhone.phone, CustomerPhone.customer_id)
-                                       .where(CustomerPhone.phone.in_(chunk))).all()))
+        found.update(dict(conn.execute(_BY_PHONE, {"phones": chunk}).all()))
     return found
 
 

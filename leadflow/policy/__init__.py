@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -55,6 +56,10 @@ class Registration(_Strict):
         if self.self_channel in self.company_channels:
             raise ValueError(f"self_channel {self.self_channel!r} is also a company channel (R-REG-8)")
         return self
+
+
+class Intake(_Strict):
+    batch_rows: int = Field(50_000, ge=1)  # a registration file is registered in batches of this many rows
 
 
 class Validation(_Strict):
@@ -176,6 +181,7 @@ class Policy(_Strict):
     working_days: WorkingDays = WorkingDays()
     sales_year_start_month: int = Field(1, ge=1, le=12)
     registration: Registration
+    intake: Intake = Intake()
     validation: Validation = Validation()
     tiers: dict[str, float]
     grading: Grading = Grading()
@@ -207,10 +213,18 @@ class Policy(_Strict):
             raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
+        """12 hex digits of the SHA-256 of the canonical JSON of the whole policy (R-ALLOC-7: on every ledger
+        entry). Computed once per Policy object: the model is frozen, and the stages read it per row."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> "Policy":
+        """A copy whose `version` is computed afresh: a copy with `update` is another policy."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("version", None)
+        return copy
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """R-ALLOC: who receives a lead — department rotation, grade match, round-robin, skips, replacements."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from leadflow.rules.tiers import eligible_tiers, grades_for_tier
@@ -42,6 +44,64 @@ class Roster:
     def managers_of(self, department: str) -> list[Candidate]:
         return sorted((p for p in self.people.values() if p.department == department and p.role == "manager"),
                       key=lambda p: p.id)
+
+
+def _rank_order(p: Candidate) -> tuple:
+    """R-ALLOC-2: rank 1 first; the unranked after the ranked, by id."""
+    return (p.rank is None, p.rank or 0, p.id)
+
+
+class RosterIndex:
+    """A roster prepared once for a batch of decisions (issue 10), read like a `Roster` by `next_owner`.
+
+    The salespeople of each (department, grade) in rank order and each department's managers by id are
+    worked out once, not sorted again for every lead; the batch's bookkeeping — a paused round used, a lead
+    received while a capacity applies (R-ALLOC-4) — replaces one person in `people` (`apply`), never copies
+    the roster. Group membership and order never change within a batch (role, department, grade, rank do
+    not). `next_owner` over an index decides exactly as over the roster it was built from, with every
+    earlier decision of the batch applied; the index is mutable, so `next_owner` stays a pure function of
+    its arguments as they are when it is called."""
+
+    def __init__(self, roster: Roster):
+        self.departments = roster.departments
+        self.department_suspended = roster.department_suspended
+        self.capacity = roster.capacity
+        self.manager_tiers = roster.manager_tiers
+        self.people: dict[str, Candidate] = dict(roster.people)
+        sales: dict[tuple, list[Candidate]] = defaultdict(list)
+        managers: dict[str | None, list[Candidate]] = defaultdict(list)
+        for p in self.people.values():
+            if p.role == "sales":
+                sales[(p.department, p.grade)].append(p)
+            elif p.role == "manager":
+                managers[p.department].append(p)
+        self._sales = {k: tuple(p.id for p in sorted(v, key=_rank_order)) for k, v in sales.items()}
+        self._managers = {k: tuple(sorted(p.id for p in v)) for k, v in managers.items()}
+
+    def sales_of(self, department: str, grade: str | None) -> list[Candidate]:
+        """As `Roster.sales_of`, from the prepared order."""
+        return [self.people[i] for i in self._sales.get((department, grade), ())]
+
+    def managers_of(self, department: str) -> list[Candidate]:
+        return [self.people[i] for i in self._managers.get(department, ())]
+
+    def apply(self, d: "Decision") -> None:
+        """Keep the index true to decision `d` before the next lead: each consumed paused round is used up
+        (R-ALLOC-4), and the receiver holds one more open lead of the tier where a capacity applies to it
+        (open counts are read only against a capacity, R-ALLOC-4)."""
+        for pid in d.consumed_pauses:
+            p = self.people[pid]
+            self.people[pid] = dataclasses.replace(p, paused={**p.paused, d.tier: p.paused.get(d.tier, 0) - 1})
+        if d.person and d.tier in self.capacity:
+            p = self.people[d.person]
+            self.people[d.person] = dataclasses.replace(
+                p, open_counts={**p.open_counts, d.tier: p.open_counts.get(d.tier, 0) + 1})
+
+    def roster(self) -> Roster:
+        """The roster as it stands now (a copy of `people`)."""
+        return Roster(departments=self.departments, people=dict(self.people),
+                      department_suspended=self.department_suspended, capacity=self.capacity,
+                      manager_tiers=self.manager_tiers)
 
 
 @dataclass(frozen=True)
@@ -106,7 +166,7 @@ def _round_robin(people: list[Candidate], last: str | None) -> list[Candidate]:
     return people
 
 
-def serve_replacement(tier: str, debts: list[Debt], roster: Roster,
+def serve_replacement(tier: str, debts: list[Debt], roster: Roster | RosterIndex,
                       exclude: frozenset[str] = frozenset()) -> Decision | None:
     """R-ALLOC-6: the oldest debt of this tier whose owner could receive it now; pauses don't matter.
 
@@ -124,16 +184,21 @@ def serve_replacement(tier: str, debts: list[Debt], roster: Roster,
 
 def next_owner(
     tier: str,
-    roster: Roster,
+    roster: Roster | RosterIndex,
     pointers: dict[str, str],
     week: int,
     exclude: frozenset[str] = frozenset(),
     debts: list[Debt] = (),
     reoffer: bool = False,
 ) -> Decision:
-    """Decide who receives a lead of `tier` now; the decision explains itself."""
+    """Decide who receives a lead of `tier` now; the decision explains itself (R-ALLOC-1..6).
+
+    `roster`: a `Roster`, or a `RosterIndex` prepared once for a batch (same decision, no sorting per lead);
+    `pointers`: the rotation pointers (not changed: the moves are in `pointer_updates`); `week`: weeks since
+    the rotation epoch; `exclude`: people who may not receive this lead; `debts`: replacements owed, oldest
+    first (only those of `tier` matter). Pure: reads its arguments, changes none."""
     to_manager = tier in roster.manager_tiers
-    served = serve_replacement(tier, list(debts), roster, exclude) if not to_manager else None
+    served = serve_replacement(tier, debts, roster, exclude) if not to_manager and debts else None
     if served:
         return served
     order = week_order(roster.departments, week)

@@ -22,6 +22,13 @@ def expires_at(clock_start: dt.datetime, tier: str, policy: Policy,
     return end
 
 
+def shortest_period(policy: Policy) -> dt.timedelta | None:
+    """R-CONV-1: a lower bound on (expiry - clock start) over every tier with a period: n calendar months are
+    at least n x 28 days, less a day for a daylight-saving or month-end clamp. None when no tier has one."""
+    months = [m for m in policy.conversion.period_months.values() if m is not None]
+    return max(dt.timedelta(days=28 * min(months) - 1), dt.timedelta(0)) if months else None
+
+
 @dataclass(frozen=True)
 class ExpiryCase:
     assignment_id: int

@@ -235,6 +235,9 @@ def parse_channel(raw, policy: Policy) -> str | None:
 _FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
             "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S.%f")
 _DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}")
+# The form most files write (`2026-07-01 09:30[:00]`): read by fromisoformat, which gives the datetime the first
+# _FORMATS give, without strptime's cost (a third of staging a row); anything else takes the formats in turn.
+_PLAIN_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}(?::[0-9]{2})?")
 # The times LeadFlow takes: a registration or an event dated outside these years is a typo or a
 # placeholder (`0001-01-01 00:00`), never a fact, and the extremes cannot be stored or compared.
 EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -269,7 +272,12 @@ def _parse_time(raw, zone: ZoneInfo) -> dt.datetime | None:
     if not text or _DATE_ONLY.fullmatch(text):
         return None
     parsed = None
-    for fmt in _FORMATS:
+    if _PLAIN_TIME.fullmatch(text):
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:  # not a date (2026-02-30): the formats below say so as before
+            parsed = None
+    for fmt in _FORMATS if parsed is None else ():
         try:
             parsed = dt.datetime.strptime(text, fmt)
             break

@@ -5,6 +5,7 @@ Times are aware datetimes; durations are elapsed time (UTC arithmetic) shown in 
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from leadflow.clock import end_of_working_day_after, local, month_key, month_starts_between
@@ -116,6 +117,22 @@ def deadlines(ob: Obligation, policy: Policy) -> dict[str, dt.datetime]:
     return out
 
 
+def shortest_window(policy: Policy) -> dt.timedelta | None:
+    """R-SLA-1..4: a lower bound on (deadline - start) over every obligation, so a loader may skip the
+    assignments too recent to owe anything yet. A deadline at the end of the n-th working day after the
+    start's day (n >= 1) comes at least the closing time of day after the start (an hour less, for a
+    daylight-saving jump); with n = 0 it may come before the start: None (no bound)."""
+    s = policy.sla
+    days = (s.call_register_working_days, s.abcd_working_days)
+    if min(days) < 1:
+        return None
+    closing = policy.working_days.closing_time
+    end_of_day = (dt.timedelta(hours=closing.hour, minutes=closing.minute, seconds=closing.second)
+                  - dt.timedelta(hours=1))
+    return max(min(dt.timedelta(minutes=s.first_contact_minutes), dt.timedelta(hours=s.crm_entry_hours), end_of_day),
+               dt.timedelta(0))
+
+
 def _index(records: list[Record]) -> dict[tuple[int, str, str], list[dt.datetime]]:
     idx: dict[tuple[int, str, str], list[dt.datetime]] = {}
     for r in records:
@@ -139,6 +156,21 @@ def _checked(ob: Obligation, policy: Policy):
     return [(rule, d) for rule, d in deadlines(ob, policy).items() if enforcement(rule, policy) != OFF]
 
 
+def _schedule(policy: Policy):
+    """ob -> ((rule id, deadline, breach due), ...) of its checked obligations (`_checked`, `breach_due`),
+    remembered per (start, tier, bound) — all they depend on — so leads allocated at one instant, or a day's
+    deadlines at one closing time, are computed once per run, not once per lead."""
+    memo: dict[tuple, tuple] = {}
+
+    def schedule(ob: Obligation) -> tuple:
+        key = (ob.started_at, ob.tier, ob.bound)
+        out = memo.get(key)
+        if out is None:
+            out = memo[key] = tuple((rule, d, breach_due(d, policy)) for rule, d in _checked(ob, policy))
+        return out
+    return schedule
+
+
 @dataclass(frozen=True)
 class Judgment:
     """What one SLA check decides at `as_of` (R-SLA-6, R-SLA-7)."""
@@ -156,14 +188,14 @@ def judge(obligations: list[Obligation], records: list[Record], breached: set[tu
     is past its deadline plus the evidence grace (`breach_due`); `since` (the previous run's `as_of`, or
     None) only decides which obligations count as looked at now, for the mass-breach alarm.
     """
-    idx = _index(records)
+    idx, schedule = _index(records), _schedule(policy)
     found, settled, looked = [], [], 0
     for ob in obligations:
         still_open = False
-        for rule, deadline in _checked(ob, policy):
+        for rule, deadline, due in schedule(ob):
             if (ob.assignment_id, rule) in breached or _lapsed(ob, deadline):
                 continue
-            met, due = _met(ob, rule, deadline, idx), breach_due(deadline, policy)
+            met = _met(ob, rule, deadline, idx)
             if as_of < due:
                 still_open = still_open or not met
                 continue
@@ -183,8 +215,8 @@ def breaches(obligations: list[Obligation], records: list[Record], as_of: dt.dat
 def next_due(obligations: list[Obligation], records: list[Record], breached: set[tuple[int, str]],
              policy: Policy) -> dt.datetime | None:
     """R-SLA-6/7: the earliest instant at which a breach not yet recorded falls due (`breach_due`), or None."""
-    idx = _index(records)
-    due = [breach_due(d, policy) for ob in obligations for rule, d in _checked(ob, policy)
+    idx, schedule = _index(records), _schedule(policy)
+    due = [b for ob in obligations for rule, d, b in schedule(ob)
            if (ob.assignment_id, rule) not in breached and not _lapsed(ob, d) and not _met(ob, rule, d, idx)]
     return min(due) if due else None
 
@@ -303,18 +335,45 @@ def unused_rounds(history: list[PauseEntry], key: str) -> int:
 
 
 def _followed(records: list[Record], customer_id: int, person_id: str, after: dt.datetime, upto: dt.datetime) -> bool:
-    """An effective follow-up by the person on the customer in (after, upto]."""
+    """An effective follow-up by the person on the customer in (after, upto] (the obvious definition; the audit
+    itself asks `_effective_index` once per run instead of scanning every record per holding)."""
     return any(r.customer_id == customer_id and r.person_id == person_id and r.kind in EFFECTIVE_KINDS
                and after < r.at <= upto for r in records)
 
 
+def _effective_index(records: list[Record]) -> dict[tuple[int, str], list[dt.datetime]]:
+    """(customer, person) -> the times of their effective follow-ups (R-SLA-5), sorted: built once per run, so
+    each holding's question costs a bisection, not a scan of every record."""
+    idx: dict[tuple[int, str], list[dt.datetime]] = {}
+    for r in records:
+        if r.kind in EFFECTIVE_KINDS:
+            idx.setdefault((r.customer_id, r.person_id), []).append(r.at)
+    for times in idx.values():
+        times.sort()
+    return idx
+
+
+def _followed_in(idx: dict[tuple[int, str], list[dt.datetime]], customer_id: int, person_id: str,
+                 after: dt.datetime, upto: dt.datetime) -> bool:
+    """`_followed` on an `_effective_index`: the first follow-up after `after` is at or before `upto`."""
+    times = idx.get((customer_id, person_id))
+    if not times:
+        return False
+    i = bisect_right(times, after)
+    return i < len(times) and times[i] <= upto
+
+
 def audit_listings(holdings: list[Holding], records: list[Record], audit_at: dt.datetime, policy: Policy) -> list[Listing]:
-    """R-SLA-5: leads held more than 30 days with no effective follow-up by the owner in the previous 30 days."""
+    """R-SLA-5: leads held more than 30 days with no effective follow-up by the owner in the previous 30 days.
+
+    Holdings and records in any order; listings sorted by assignment id. Linear in holdings plus records
+    (n log n for the sort)."""
     held = dt.timedelta(days=policy.sla.audit_held_days)
     quiet_from = _plus(audit_at, -dt.timedelta(days=policy.sla.audit_quiet_days), policy)
+    idx = _effective_index(records)
     out = [Listing(h.assignment_id, h.customer_id, h.person_id, audit_at) for h in holdings
            if _elapsed(h.held_since, audit_at) > held
-           and not _followed(records, h.customer_id, h.person_id, quiet_from, audit_at)]
+           and not _followed_in(idx, h.customer_id, h.person_id, quiet_from, audit_at)]
     return sorted(out, key=lambda x: x.assignment_id)
 
 
@@ -328,10 +387,10 @@ def audit_reallocations(listings: list[Listing], records: list[Record], as_of: d
 
     The caller passes only listings whose assignment is still open.
     """
-    out = []
+    out, idx = [], _effective_index(records)
     for x in listings:
         deadline = audit_deadline(x, policy)
-        if as_of > deadline and not _followed(records, x.customer_id, x.person_id, x.at, deadline):
+        if as_of > deadline and not _followed_in(idx, x.customer_id, x.person_id, x.at, deadline):
             out.append(x)
     return out
 

@@ -14,6 +14,11 @@ from leadflow.store.models import Activity, Assignment, CustomerPhone
 
 KINDS = ("contact", "crm_entry", "call_register", "abcd_entry", "follow_up", "sales_step")
 log = logging.getLogger("leadflow.activities")
+# Built once: every delivery of records runs them.
+_INSERT = Activity.__table__.insert()
+_EXEMPT = Assignment.__table__.update().where(
+    Assignment.__table__.c.customer_id == bindparam("cid"), Assignment.__table__.c.person_id == bindparam("pid"),
+    Assignment.__table__.c.ended_at.is_(None)).values(exempt=True)
 
 
 def record(conn: Connection, ctx: StageContext, customer_id: int, person_id: str, kind: str, at: dt.datetime,
@@ -31,16 +36,13 @@ def record_many(conn: Connection, ctx: StageContext, rows: list[dict]) -> int:
     """
     if not rows:
         return 0
-    conn.execute(Activity.__table__.insert(), [{k: r.get(k) for k in ("customer_id", "person_id", "kind", "step",
+    conn.execute(_INSERT, [{k: r.get(k) for k in ("customer_id", "person_id", "kind", "step",
                                                                          "at", "recorded_at", "event_id")}
                                                for r in rows])
     steps = {(r["customer_id"], r["person_id"]) for r in rows
              if r["kind"] == "sales_step" and r.get("step") is not None and r["step"] >= ctx.policy.conversion.exempt_step}
     if steps:
-        t = Assignment.__table__
-        conn.execute(t.update().where(t.c.customer_id == bindparam("cid"), t.c.person_id == bindparam("pid"),
-                                      t.c.ended_at.is_(None)).values(exempt=True),
-                     [{"cid": c, "pid": p} for c, p in sorted(steps)])
+        conn.execute(_EXEMPT, [{"cid": c, "pid": p} for c, p in sorted(steps)])
     return len(rows)
 
 

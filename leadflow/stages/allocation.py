@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections import Counter
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, literal, select, text, tuple_
 from sqlalchemy.engine import Connection
 
 from leadflow import failpoints
 from leadflow.clock import week_index
-from leadflow.rules.allocation import Debt, Decision, Roster, next_owner
+from leadflow.rules.allocation import Debt, Decision, Roster, RosterIndex, next_owner
 from leadflow.rules.tiers import grades_for_tier
 from leadflow.stages.context import StageContext, rotation_epoch
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
+from leadflow.store.bulk import insert_rows, update_rows
 from leadflow.store.models import Assignment, Customer, Pause, ReplacementDebt, RotationPointer
 
 
@@ -64,7 +67,8 @@ def load_debts(conn: Connection) -> list[Debt]:
 
 
 def _apply_to_roster(roster: Roster, d: Decision) -> Roster:
-    """Keep the in-memory roster true to the decisions already made in this batch."""
+    """Keep the in-memory roster true to the decisions already made in this batch: a new roster per decision.
+    The stage uses `RosterIndex.apply` instead (no copy); this is the plain form the rule's tests drive."""
     people = dict(roster.people)
     for pid in d.consumed_pauses:
         p = people[pid]
@@ -76,61 +80,97 @@ def _apply_to_roster(roster: Roster, d: Decision) -> Roster:
     return dataclasses.replace(roster, people=people)
 
 
-def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Roster,
-             leads: list[dict], exclude: dict[int, frozenset[str]] | None = None,
-             kind: str = "allocation", reason: str | None = None) -> dict:
-    """Decide owners for `leads` (dicts with id, tier, pooled_at) in order, then write everything in bulk.
+CHUNK_ROWS = 10_000  # leads decided and written together: memory stays flat whatever the pool's size
+IN_LIST_ROWS = 5_000  # ids in one IN list (SQLite binds each as a variable)
+
+
+def _chunks(leads: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    it = iter(leads)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Roster | RosterIndex,
+             leads: Iterable[dict], exclude: dict[int, frozenset[str]] | None = None,
+             kind: str = "allocation", reason: str | None = None, *, chunk_rows: int | None = None,
+             keep_decisions: bool = True) -> dict:
+    """Decide owners for `leads` (dicts with id, tier, pooled_at, optionally from_person) in order, writing
+    each chunk of `chunk_rows` (default `CHUNK_ROWS`) in bulk (R-ALLOC-1..7), all under the one rotation lock
+    and in the caller's transaction; the pointers, the debts and the roster's bookkeeping carry from chunk to
+    chunk, so the decisions are those of one pass over all the leads. `leads` may be a generator (the pool,
+    page by page): it is read one chunk at a time. `roster`: a `Roster`, or a `RosterIndex` the caller
+    prepared. `exclude`: per lead id, people who may not receive it (a re-allocation's previous owner) — a
+    batch of re-allocations, each with its own exclusions, is one call (one roster load, one lock).
 
     Each ledger row's reason is the deciding rule's (`decision_reason`), after `reason` when given (a
-    re-allocation's cause). Returns counts, `decisions` (the ledger rows written: R-ALLOC-7) and
-    `pooled_leads` — every lead left in the pool, re-offered ones included, as {customer_id, tier, reason}
-    (`pool_reason`); a re-offer that changes nothing writes no ledger row."""
+    re-allocation's cause). Returns counts, `decisions` (the ledger rows written: R-ALLOC-7; empty when
+    `keep_decisions` is False, for a pool too large to hold) and `pooled_leads` — every lead left in the
+    pool, re-offered ones included, as {customer_id, tier, reason} (`pool_reason`); a re-offer that changes
+    nothing writes no ledger row."""
     exclude = exclude or {}
     take_rotation(conn)
     week = week_index(now, rotation_epoch(conn, ctx, now), ctx.policy)
     before = load_pointers(conn)
     pointers = pointers_for_week(before, week)
-    debts = load_debts(conn)
-    assignments, ledger_rows, pauses, served, pooled, to_pool_first = [], [], [], [], [], []
+    index = roster if isinstance(roster, RosterIndex) else RosterIndex(roster)
+    debts: dict[str, list[Debt]] = defaultdict(list)  # R-ALLOC-6 reads only the lead's tier's debts
+    for debt in load_debts(conn):
+        debts[debt.tier].append(debt)
+    version = ctx.policy.version  # one hash for the run, not one per lead
     prefix = f"{reason}: " if reason else ""
-    owners: dict[int, tuple[str, str]] = {}
-    for lead in leads:
-        d = next_owner(lead["tier"], roster, pointers, week, exclude.get(lead["id"], frozenset()), debts,
-                       reoffer=lead.get("pooled_at") is not None)
-        pointers.update(d.pointer_updates)
-        roster = _apply_to_roster(roster, d)
-        for pid in d.consumed_pauses:
-            pauses.append({"person_id": pid, "tier": d.tier, "rounds": -1, "at": now, "rule_id": "R-ALLOC-4",
-                           "reason": f"paused round used: passed over for customer {lead['id']}"})
-        if d.debt_id is not None:
-            debts = [x for x in debts if x.id != d.debt_id]
-            served.append((d.debt_id, lead["id"]))
-        if d.person is None:
-            why = pool_reason(d.explanation)
-            if lead.get("pooled_at") is None:
-                to_pool_first.append(lead["id"])
-                ledger_rows.append(ledger.entry(now, "R-ALLOC-5", "pooled", f"{prefix}left in the company pool: "
-                                                f"{why}", customer_id=lead["id"], explanation=d.explanation))
-            # `new`: pooled by this offer; a re-offered lead still waiting needs no new alarm (issue 9.5)
-            pooled.append({"customer_id": lead["id"], "tier": d.tier, "reason": why,
-                           "new": lead.get("pooled_at") is None})
-            continue
-        owners[lead["id"]] = (d.person, d.department)
-        a_kind = "replacement" if d.rule == "R-ALLOC-6" else ("manager" if d.rule == "R-ALLOC-3" else kind)
-        assignments.append({"customer_id": lead["id"], "person_id": d.person, "department_id": d.department,
-                            "kind": a_kind, "rule_id": d.rule, "tier": d.tier, "started_at": now,
-                            "clock_start": now, "exempt": False, "bound": d.rule != "R-ALLOC-3",
-                            "policy_version": ctx.policy.version})
-        ledger_rows.append(ledger.entry(now, d.rule, "allocate", prefix + decision_reason(d.explanation),
-                                        customer_id=lead["id"],
-                                        person_id=d.person, from_person_id=lead.get("from_person"),
-                                        department_id=d.department, explanation=d.explanation))
-    _write(conn, now, assignments, owners, pauses, served, to_pool_first)
-    failpoints.hit("allocation.write")
+    none: frozenset[str] = frozenset()
+    offered = allocated = 0
+    decisions: list[dict] = []
+    pooled: list[dict] = []
+    first = True
+    for chunk in _chunks(leads, chunk_rows or CHUNK_ROWS):
+        offered += len(chunk)
+        assignments, ledger_rows, owners, pauses, served, to_pool_first = [], [], [], [], [], []
+        for lead in chunk:
+            lead_id, tier = lead["id"], lead["tier"]
+            d = next_owner(tier, index, pointers, week, exclude.get(lead_id, none), debts.get(tier, ()),
+                           reoffer=lead.get("pooled_at") is not None)
+            if d.pointer_updates:
+                pointers.update(d.pointer_updates)
+            index.apply(d)
+            for pid in d.consumed_pauses:
+                pauses.append({"person_id": pid, "tier": d.tier, "rounds": -1, "at": now, "rule_id": "R-ALLOC-4",
+                               "reason": f"paused round used: passed over for customer {lead_id}"})
+            if d.debt_id is not None:
+                debts[tier] = [x for x in debts[tier] if x.id != d.debt_id]
+                served.append({"id": d.debt_id, "served_at": now, "served_customer_id": lead_id})
+            if d.person is None:
+                why = pool_reason(d.explanation)
+                if lead.get("pooled_at") is None:
+                    to_pool_first.append(lead_id)
+                    ledger_rows.append(ledger.entry(now, "R-ALLOC-5", "pooled", f"{prefix}left in the company "
+                                                    f"pool: {why}", customer_id=lead_id, explanation=d.explanation))
+                # `new`: pooled by this offer; a re-offered lead still waiting needs no new alarm (issue 9.5)
+                pooled.append({"customer_id": lead_id, "tier": d.tier, "reason": why,
+                               "new": lead.get("pooled_at") is None})
+                continue
+            owners.append({"id": lead_id, "status": "assigned", "owner_id": d.person,
+                           "department_id": d.department, "pooled_at": None})
+            a_kind = "replacement" if d.rule == "R-ALLOC-6" else ("manager" if d.rule == "R-ALLOC-3" else kind)
+            assignments.append({"customer_id": lead_id, "person_id": d.person, "department_id": d.department,
+                                "kind": a_kind, "rule_id": d.rule, "tier": d.tier, "started_at": now,
+                                "clock_start": now, "exempt": False, "bound": d.rule != "R-ALLOC-3",
+                                "policy_version": version})
+            ledger_rows.append(ledger.entry(now, d.rule, "allocate", prefix + decision_reason(d.explanation),
+                                            customer_id=lead_id,
+                                            person_id=d.person, from_person_id=lead.get("from_person"),
+                                            department_id=d.department, explanation=d.explanation))
+        allocated += len(owners)
+        _write(conn, now, assignments, owners, pauses, served, to_pool_first)
+        if first:
+            failpoints.hit("allocation.write")
+            first = False
+        ledger.append(conn, ledger_rows, version, ctx.flow_run_id)
+        if keep_decisions:
+            decisions.extend(ledger_rows)
     save_pointers(conn, before, pointers)
-    ledger.append(conn, ledger_rows, ctx.policy.version, ctx.flow_run_id)
-    return {"offered": len(leads), "allocated": len(owners), "pooled": len(pooled),
-            "decisions": [r for r in ledger_rows], "pooled_leads": pooled}
+    return {"offered": offered, "allocated": allocated, "pooled": len(pooled),
+            "decisions": decisions, "pooled_leads": pooled}
 
 
 def _nobody(tier: str) -> str:
@@ -194,35 +234,50 @@ def pool_reason(explanation: dict) -> str:
     return "; ".join(parts)
 
 
-def _write(conn, now, assignments, owners, pauses, served, to_pool_first):
-    if assignments:
-        conn.execute(Assignment.__table__.insert(), assignments)
+def _write(conn: Connection, now: dt.datetime, assignments: list[dict], owners: list[dict], pauses: list[dict],
+           served: list[dict], to_pool_first: list[int]) -> None:
+    """One chunk's writes, each set-based: COPY (`insert_rows`) and one UPDATE … FROM (`update_rows`) on
+    PostgreSQL, never one statement per lead."""
+    insert_rows(conn, Assignment.__table__, assignments)
     ct = Customer.__table__
-    if owners:  # one executemany, not one statement per lead
-        conn.execute(ct.update().where(ct.c.id == bindparam("cid"))
-                     .values(status="assigned", owner_id=bindparam("person"), department_id=bindparam("dept"),
-                             pooled_at=None),
-                     [{"cid": c, "person": p, "dept": d} for c, (p, d) in owners.items()])
-    if to_pool_first:
-        conn.execute(ct.update().where(ct.c.id.in_(to_pool_first)).values(pooled_at=now))
-    if pauses:
-        conn.execute(Pause.__table__.insert(), pauses)
-    rt = ReplacementDebt.__table__
-    if served:
-        conn.execute(rt.update().where(rt.c.id == bindparam("debt")).values(
-            served_at=now, served_customer_id=bindparam("cid")), [{"debt": d, "cid": c} for d, c in served])
+    update_rows(conn, ct, "id", owners)
+    for k in range(0, len(to_pool_first), IN_LIST_ROWS):  # the same values for all: bounded IN lists
+        conn.execute(ct.update().where(ct.c.id.in_(to_pool_first[k:k + IN_LIST_ROWS])).values(pooled_at=now))
+    insert_rows(conn, Pause.__table__, pauses)
+    update_rows(conn, ReplacementDebt.__table__, "id", served)
+
+
+def pool_pages(conn: Connection, page_rows: int | None = None) -> Iterator[list[dict]]:
+    """R-ALLOC-5: the leads waiting in the pool, oldest first, one page of `page_rows` at a time (dicts: id,
+    tier, pooled_at); a customer on an allocation hold waits (R-VAL-2). Keyset pagination by (created_at,
+    id), each page one indexed query: safe to write between pages (a lead allocated meanwhile is behind the
+    key), and the pool is never all in memory."""
+    page_rows = page_rows or CHUNK_ROWS
+    after = None
+    while True:
+        q = (select(Customer.id, Customer.tier, Customer.pooled_at, Customer.created_at)
+             .where(Customer.status == "pool", Customer.id.not_in(held_customers("allocation")))
+             .order_by(Customer.created_at, Customer.id).limit(page_rows))
+        if after is not None:
+            created = Customer.__table__.c.created_at  # bound as the column's type: naive UTC, as stored
+            q = q.where(tuple_(created, Customer.id) > tuple_(literal(after[0], created.type), literal(after[1])))
+        rows = conn.execute(q).all()
+        if not rows:
+            return
+        yield [{"id": i, "tier": t, "pooled_at": p} for i, t, p, _ in rows]
+        if len(rows) < page_rows:
+            return
+        after = (rows[-1][3], rows[-1][0])
 
 
 def pool_leads(conn: Connection) -> list[dict]:
     """R-ALLOC-5: leads waiting in the pool, oldest first; a customer on an allocation hold waits (R-VAL-2)."""
-    rows = conn.execute(select(Customer.id, Customer.tier, Customer.pooled_at)
-                        .where(Customer.status == "pool", Customer.id.not_in(held_customers("allocation")))
-                        .order_by(Customer.created_at, Customer.id)).mappings()
-    return [dict(r) for r in rows]
+    return [lead for page in pool_pages(conn) for lead in page]
 
 
-def allocate_pool(conn: Connection, ctx: StageContext, now: dt.datetime) -> dict:
-    """Offer every lead in the pool, oldest first (new ones and ones waiting) (R-ALLOC-5).
+def allocate_pool(conn: Connection, ctx: StageContext, now: dt.datetime, *, keep_decisions: bool = True) -> dict:
+    """Offer every lead in the pool, oldest first (new ones and ones waiting) (R-ALLOC-5), page by page, as one
+    `allocate` (see there for the result; `keep_decisions=False` for a pool too large to return every row).
 
     A lead pooled within this run (after `ctx.run_after`, the clock before the run began, or at `now` itself)
     is not offered again until a later run: the pause that sent it to the pool must not hand it straight back.
@@ -230,11 +285,13 @@ def allocate_pool(conn: Connection, ctx: StageContext, now: dt.datetime) -> dict
     from leadflow.stages.roster import load_roster
 
     take_rotation(conn)  # before the pool is read: two offers never hand out the same lead
-    leads = pool_leads(conn)
-    if ctx.run_after is not None:  # a lead pooled at this very instant was pooled by this run (or by a
-        # crashed run at the same `as_of` that this one completes): it too waits for a later run
-        leads = [x for x in leads if x.get("pooled_at") is None
-                 or (x["pooled_at"] <= ctx.run_after and x["pooled_at"] < now)]
-    if not leads:
+    after = ctx.run_after
+    # a lead pooled at this very instant was pooled by this run (or by a crashed run at the same `as_of` that
+    # this one completes): it too waits for a later run
+    leads = (lead for page in pool_pages(conn) for lead in page
+             if after is None or lead["pooled_at"] is None or (lead["pooled_at"] <= after and lead["pooled_at"] < now))
+    first = next(leads, None)
+    if first is None:
         return {"offered": 0, "allocated": 0, "pooled": 0, "decisions": []}
-    return allocate(conn, ctx, now, load_roster(conn, ctx.policy, now), leads)
+    return allocate(conn, ctx, now, load_roster(conn, ctx.policy, now), itertools.chain([first], leads),
+                    keep_decisions=keep_decisions)

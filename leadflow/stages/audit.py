@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from leadflow.clock import month_starts_between
@@ -14,6 +14,7 @@ from leadflow.stages.reassign import take_back
 from leadflow.stages.sla import load_records
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
+from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Assignment, Breach, Customer, Person
 
 STAGE = "monthly_audit"
@@ -21,13 +22,22 @@ TICK = dt.timedelta(microseconds=1)
 EFFECTIVE = ("contact", "follow_up", "sales_step")
 
 
-def _holdings(conn: Connection) -> list:
-    """Open salesperson holdings of customers still in play; an exchange restarts the holding (R-CONV-4)."""
-    rows = conn.execute(select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.started_at)
-                        .join(Customer, Customer.id == Assignment.customer_id)
-                        .where(Assignment.ended_at.is_(None), Assignment.kind != "manager",
-                               Customer.status == "assigned", Customer.id.not_in(held_customers("sla_check")))).all()
-    return [rules.Holding(*r) for r in rows]
+def _holdings(conn: Connection, held_before: dt.datetime | None = None) -> list:
+    """Open salesperson holdings of customers still in play; an exchange restarts the holding (R-CONV-4).
+    `held_before`: only those held since before it (a scope for the audit: a newer holding cannot be listed)."""
+    q = (select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.started_at)
+         .join(Customer, Customer.id == Assignment.customer_id)
+         .where(Assignment.ended_at.is_(None), Assignment.kind != "manager",
+                Customer.status == "assigned", Customer.id.not_in(held_customers("sla_check"))))
+    if held_before is not None:
+        q = q.where(Assignment.started_at < held_before)
+    return [rules.Holding(*r) for r in conn.execute(q).all()]
+
+
+def _listed_at(conn: Connection, audit_at: dt.datetime) -> set[str]:
+    """The keys of the listings already recorded for this audit instant (R-SLA-6: each listing once): one read,
+    whatever the number of holdings."""
+    return set(conn.execute(select(Breach.key).where(Breach.rule_id == "R-SLA-5", Breach.at == audit_at)).scalars())
 
 
 def next_audit(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
@@ -45,22 +55,26 @@ def run_audit(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     upto = rules.without_grace(as_of, ctx.policy)
     mark = get_mark(conn, STAGE) or upto
     listed = []
-    for audit_at in month_starts_between(mark, upto, ctx.policy):
-        if rules.enforcement("R-SLA-5", ctx.policy) == rules.OFF:
+    policy = ctx.policy
+    for audit_at in month_starts_between(mark, upto, policy):
+        if rules.enforcement("R-SLA-5", policy) == rules.OFF:
             continue
-        holdings = _holdings(conn)
-        records = load_records(conn, sorted({h.customer_id for h in holdings}))
-        for item in rules.audit_listings(holdings, records, audit_at, ctx.policy):
-            key = f"{item.assignment_id}:R-SLA-5:{audit_at.date().isoformat()}"
-            if conn.execute(select(Breach.id).where(Breach.key == key)).first():
-                continue
-            conn.execute(Breach.__table__.insert().values(key=key, customer_id=item.customer_id,
-                                                          person_id=item.person_id, assignment_id=item.assignment_id,
-                                                          rule_id="R-SLA-5", at=audit_at))
-            listed.append(item)
+        # scope only (the rule judges): a holding younger than the held days cannot be listed, and only
+        # effective follow-ups inside the quiet window can spare one
+        holdings = _holdings(conn, audit_at - dt.timedelta(days=policy.sla.audit_held_days))
+        quiet_from = audit_at - dt.timedelta(days=policy.sla.audit_quiet_days)
+        records = load_records(conn, sorted({h.customer_id for h in holdings}), rules.EFFECTIVE_KINDS, quiet_from)
+        found = {f"{i.assignment_id}:R-SLA-5:{audit_at.date().isoformat()}": i
+                 for i in rules.audit_listings(holdings, records, audit_at, policy)}
+        done = _listed_at(conn, audit_at)
+        new = [(k, i) for k, i in found.items() if k not in done]
+        insert_rows(conn, Breach.__table__, [{"key": k, "customer_id": i.customer_id, "person_id": i.person_id,
+                                              "assignment_id": i.assignment_id, "rule_id": "R-SLA-5",
+                                              "at": audit_at} for k, i in new])
+        listed += [i for _, i in new]
         ledger.append(conn, [ledger.entry(audit_at, "R-SLA-5", "audit_listing", "no effective follow-up in 30 days",
-                                          customer_id=i.customer_id, person_id=i.person_id)
-                             for i in listed if i.at == audit_at], ctx.policy.version, ctx.flow_run_id)
+                                          customer_id=i.customer_id, person_id=i.person_id) for _, i in new],
+                      policy.version, ctx.flow_run_id)
     set_mark(conn, STAGE, upto)
     return {"as_of": as_of.isoformat(), "listed": len(listed), "listing": listing_report(conn, listed)}
 
@@ -89,25 +103,45 @@ def _open_listings(conn: Connection) -> list:
     return [rules.Listing(*r) for r in rows]
 
 
+# What `next_grace` reads, built once (every run asks it): `_open_listings`, bounded by the latest listing
+# whose grace can have passed.
+_NEXT_LISTINGS = (select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.at)
+                  .join(Assignment, Assignment.id == Breach.assignment_id)
+                  .join(Customer, Customer.id == Breach.customer_id)
+                  .where(Breach.rule_id == "R-SLA-5", Breach.resolved_at.is_(None),
+                         Assignment.ended_at.is_(None), Customer.status == "assigned",
+                         Customer.id.not_in(held_customers("sla_check")),  # R-VAL-2
+                         Breach.at <= bindparam("bound")))
+
+
 def next_grace(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
-    """Just past the earliest open listing's 7-day deadline plus the evidence grace (R-SLA-5, R-SLA-7)."""
-    return min((rules.breach_due(rules.audit_deadline(item, ctx.policy), ctx.policy) for item in _open_listings(conn)),
-               default=None)
+    """Just past the earliest open listing's 7-day deadline plus the evidence grace (R-SLA-5, R-SLA-7).
+
+    Exact when that instant is at or before `horizon`; otherwise None or a later instant (the catch-up acts only
+    on what is due by its horizon). Scope only: a listing made after `horizon` less the evidence grace and the
+    7 days (elapsed time) cannot be due by then; the rule computes each deadline."""
+    policy = ctx.policy
+    bound = rules.without_grace(horizon, policy) - dt.timedelta(days=policy.sla.audit_grace_days)
+    return min((rules.breach_due(rules.audit_deadline(rules.Listing(*r), policy), policy)
+                for r in conn.execute(_NEXT_LISTINGS, {"bound": bound})), default=None)
 
 
 def run_grace(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     """Leads still untouched 7 days after their listing are re-allocated, excluding the owner."""
     listings = _open_listings(conn)
-    records = load_records(conn, sorted({i.customer_id for i in listings}))
+    records = load_records(conn, sorted({i.customer_id for i in listings}), rules.EFFECTIVE_KINDS,
+                           min((i.at for i in listings), default=None))  # scope: follow-ups after the listing
     grace = dt.timedelta(days=ctx.policy.sla.audit_grace_days)
     due = [i for i in listings if as_of >= rules.breach_due(rules.audit_deadline(i, ctx.policy), ctx.policy)]
     back = {(i.assignment_id) for i in rules.audit_reallocations(due, records, as_of, ctx.policy)}
     if rules.enforcement("R-SLA-5", ctx.policy) != rules.ENFORCE:  # R-SLA-7 `record`: listed, never taken back
         back = set()
     t = Breach.__table__
-    for item in due:
-        conn.execute(t.update().where(t.c.assignment_id == item.assignment_id, t.c.rule_id == "R-SLA-5",
-                                      t.c.resolved_at.is_(None)).values(resolved_at=item.at + grace))
+    for at in sorted({i.at for i in due}):  # one UPDATE per audit instant, earliest first, not one per listing
+        ids = sorted({i.assignment_id for i in due if i.at == at})
+        for k in range(0, len(ids), 5000):
+            conn.execute(t.update().where(t.c.assignment_id.in_(ids[k:k + 5000]), t.c.rule_id == "R-SLA-5",
+                                          t.c.resolved_at.is_(None)).values(resolved_at=at + grace))
     result = {"taken_back": 0, "allocated": 0, "pooled": 0, "decisions": []}
     for deadline in sorted({i.at + grace for i in due if i.assignment_id in back}):
         # the hand-over is dated at the grace deadline it follows from, however late the run

@@ -5,7 +5,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Engine
 
 from leadflow.clock import local
@@ -29,8 +29,11 @@ class StageContext:
     run_after: dt.datetime | None = None
 
 
+_GET_META = select(Meta.value).where(Meta.key == bindparam("key"))  # built once: every run reads the clock
+
+
 def get_meta(conn: Connection, key: str) -> str | None:
-    return conn.execute(select(Meta.value).where(Meta.key == key)).scalar()
+    return conn.execute(_GET_META, {"key": key}).scalar()
 
 
 def set_meta_once(conn: Connection, key: str, value: str) -> str:

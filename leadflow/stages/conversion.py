@@ -3,37 +3,46 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from leadflow.rules import conversion as rules
-from leadflow.rules.sla import with_grace
+from leadflow.rules.sla import with_grace, without_grace
 from leadflow.stages.context import StageContext
 from leadflow.stages.reassign import take_back
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
+from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Activity, Assignment, Bar, Customer, Deal
 
 STAGE = "conversion_expiry"
 
 
-def load_cases(conn: Connection, ctx: StageContext) -> list[tuple]:
-    """Open, non-exempt, salesperson-held assignments of unconverted customers, with their expiry."""
+def load_cases(conn: Connection, ctx: StageContext, upto: dt.datetime | None = None) -> list[tuple]:
+    """Open, non-exempt, salesperson-held assignments of unconverted customers, with their expiry.
+
+    `upto`: only those whose conversion clock started early enough for the period to have ended by `upto`
+    (`started_by`: an indexed scope, not a judgment — the rule computes each expiry); None: all of them."""
     step = ctx.policy.conversion.exempt_step
     step4 = (select(func.min(Activity.at)).where(Activity.customer_id == Assignment.customer_id,
                                                  Activity.person_id == Assignment.person_id,
                                                  Activity.kind == "sales_step", Activity.step >= step,
                                                  Activity.at >= Assignment.started_at)
              .correlate(Assignment).scalar_subquery())
-    rows = conn.execute(select(Assignment.id, Assignment.customer_id, Assignment.person_id, Customer.tier,
-                               Assignment.clock_start, Assignment.exempt, Customer.converted_at, step4,
-                               Assignment.retiered_at)
-                        .join(Customer, Customer.id == Assignment.customer_id)
-                        .where(Assignment.ended_at.is_(None), Assignment.exempt.is_(False),
-                               Assignment.kind != "manager", Customer.status == "assigned",
-                               Customer.id.not_in(held_customers("conversion_expiry")))).all()  # R-VAL-2
+    q = (select(Assignment.id, Assignment.customer_id, Assignment.person_id, Customer.tier,
+                Assignment.clock_start, Assignment.exempt, Customer.converted_at, step4,
+                Assignment.retiered_at)
+         .join(Customer, Customer.id == Assignment.customer_id)
+         .where(Assignment.ended_at.is_(None), Assignment.exempt.is_(False),
+                Assignment.kind != "manager", Customer.status == "assigned",
+                Customer.id.not_in(held_customers("conversion_expiry"))))  # R-VAL-2
+    if upto is not None:
+        bound = started_by(upto, ctx.policy)
+        if bound is None:
+            return []
+        q = q.where(Assignment.clock_start <= bound)
     cases = []
-    for r in rows:
+    for r in conn.execute(q).all():
         case = rules.ExpiryCase(assignment_id=r[0], customer_id=r[1], person_id=r[2], tier=r[3], clock_start=r[4],
                                 exempt=r[5], converted_at=r[6], step4_at=r[7], retiered_at=r[8])
         expiry = rules.expires_at(r[4], r[3], ctx.policy, retiered_at=r[8])
@@ -42,18 +51,48 @@ def load_cases(conn: Connection, ctx: StageContext) -> list[tuple]:
     return cases
 
 
+def started_by(upto: dt.datetime, policy) -> dt.datetime | None:
+    """The latest conversion-clock start whose period can have ended by `upto` (R-CONV-1): no period is
+    shorter than `rules.shortest_period`, and a re-tier only ever moves an expiry later (R-TIER-5).
+    None when no tier has a period."""
+    period = rules.shortest_period(policy)
+    return None if period is None else upto - period
+
+
+# What `next_due` reads, built once (every run asks it): the scope of `load_cases`, only the columns an expiry
+# is computed from (R-CONV-1, R-TIER-5), bounded by the latest clock start that can have expired.
+_NEXT_EXPIRIES = (select(Assignment.clock_start, Customer.tier, Assignment.retiered_at)
+                  .join(Customer, Customer.id == Assignment.customer_id)
+                  .where(Assignment.ended_at.is_(None), Assignment.exempt.is_(False),
+                         Assignment.kind != "manager", Customer.status == "assigned",
+                         Customer.id.not_in(held_customers(STAGE)),  # R-VAL-2
+                         Assignment.clock_start <= bindparam("bound")))
+
+
 def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
     """The earliest expiry, acted on once the evidence grace has passed (R-SLA-7: a step 4 made before it may
-    still arrive), or the earliest dormant return."""
-    cases = load_cases(conn, ctx)
-    return min([with_grace(e, ctx.policy) for e, _ in cases]
+    still arrive), or the earliest dormant return.
+
+    Exact when that instant is at or before `horizon`; otherwise None or a later instant (the catch-up acts only
+    on what is due by its horizon). The read is scoped as `run`'s (a bound on the clock start, `started_by`;
+    the rule still computes each expiry), so it does not grow with every open lead of the store."""
+    policy = ctx.policy
+    bound = started_by(without_grace(horizon, policy), policy)
+    expiries = [] if bound is None else [
+        rules.expires_at(start, tier, policy, retiered_at=retiered)
+        for start, tier, retiered in conn.execute(_NEXT_EXPIRIES, {"bound": bound})]
+    return min([with_grace(e, policy) for e in expiries if e is not None]
                + [t for t in [next_dormant(conn, ctx, horizon)] if t is not None], default=None)
 
 
 def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     """Take back every lead whose period ended by `as_of` with no deal and no step 4 (R-CONV-2), once the
-    evidence grace after the expiry has passed (R-SLA-7); the take-back is dated at the expiry."""
-    due = [(e, c) for e, c in load_cases(conn, ctx) if with_grace(e, ctx.policy) <= as_of]
+    evidence grace after the expiry has passed (R-SLA-7); the take-back is dated at the expiry.
+
+    The leads expiring at one instant are barred (R-SUSP-7), taken back and re-allocated together: one bar
+    write, one roster load and one `allocate` per instant, however many leads (each excludes its owner)."""
+    due = [(e, c) for e, c in load_cases(conn, ctx, without_grace(as_of, ctx.policy))
+           if with_grace(e, ctx.policy) <= as_of]
     exempt, back = [], []
     for expiry, case in due:
         outcome = rules.expiry_decision(case, as_of, ctx.policy)
@@ -65,13 +104,18 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
             back.append((expiry, case))
     if exempt:
         t = Assignment.__table__
-        conn.execute(t.update().where(t.c.id.in_(exempt)).values(exempt=True))
+        for i in range(0, len(exempt), 5000):
+            conn.execute(t.update().where(t.c.id.in_(exempt[i:i + 5000])).values(exempt=True))
+    back.sort(key=lambda x: (x[0], x[1].assignment_id))
     results = []
-    for expiry, case in sorted(back, key=lambda x: (x[0], x[1].assignment_id)):
-        _bar(conn, ctx, case.person_id, case.tier, expiry)
-        results.append(take_back(conn, ctx, [{"assignment_id": case.assignment_id, "customer_id": case.customer_id,
-                                              "person_id": case.person_id}], expiry, "R-CONV-2",
-                                 f"conversion period of tier {case.tier} ended without a deal or step 4"))
+    for expiry in sorted({e for e, _ in back}):
+        cases = [c for e, c in back if e == expiry]
+        _bars(conn, ctx, [(c.person_id, c.tier) for c in cases], expiry)
+        results.append(take_back(conn, ctx, [{"assignment_id": c.assignment_id, "customer_id": c.customer_id,
+                                              "person_id": c.person_id,
+                                              "reason": f"conversion period of tier {c.tier} ended without a deal "
+                                                        "or step 4"} for c in cases], expiry, "R-CONV-2",
+                                 "conversion period ended without a deal or step 4"))
     dormant = run_dormant(conn, ctx, as_of)  # R-CONV-5 runs with the expiry flow
     return {"as_of": as_of.isoformat(), "expired": len(back), "exempted": len(exempt),
             "returned_dormant": dormant["returned"],
@@ -80,14 +124,18 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
                             "expired_at": e.isoformat()} for e, c in back]}
 
 
-def _bar(conn: Connection, ctx: StageContext, person: str, tier: str, at: dt.datetime) -> None:
-    """R-SUSP-7: no more leads of that tier until the person closes one."""
-    open_bar = conn.execute(select(Bar.id).where(and_(Bar.person_id == person, Bar.tier == tier,
-                                                      Bar.lifted_at.is_(None)))).first()
-    if open_bar is None:
-        conn.execute(Bar.__table__.insert().values(person_id=person, tier=tier, since=at))
-        ledger.append(conn, [ledger.entry(at, "R-SUSP-7", "bar", f"no more {tier} leads until a {tier} close",
-                                          person_id=person)], ctx.policy.version, ctx.flow_run_id)
+def _bars(conn: Connection, ctx: StageContext, pairs: list[tuple[str, str]], at: dt.datetime) -> None:
+    """R-SUSP-7: no more leads of that tier until the person closes one; (person, tier) pairs already barred
+    keep their bar. One read, one insert, one ledger append."""
+    pairs = list(dict.fromkeys(pairs))
+    if not pairs:
+        return
+    barred = set(conn.execute(select(Bar.person_id, Bar.tier).where(
+        Bar.person_id.in_(sorted({p for p, _ in pairs})), Bar.lifted_at.is_(None))).all())
+    new = [(p, t) for p, t in pairs if (p, t) not in barred]
+    insert_rows(conn, Bar.__table__, [{"person_id": p, "tier": t, "since": at} for p, t in new])
+    ledger.append(conn, [ledger.entry(at, "R-SUSP-7", "bar", f"no more {t} leads until a {t} close", person_id=p)
+                         for p, t in new], ctx.policy.version, ctx.flow_run_id)
 
 
 # --- R-CONV-5: dormant return (seed 004 variant, a policy switch, off by default) ---------------------

@@ -35,6 +35,8 @@ def load_paused(conn: Connection) -> dict[str, dict[str, int]]:
 
 
 def load_roster(conn: Connection, policy: Policy, now: dt.datetime) -> Roster:
+    """The org chart as allocation sees it at `now` (R-ALLOC-3/4, R-SUSP): one query per table. A person's
+    `open_counts` hold only the tiers the policy caps (R-ALLOC-4); the other tiers are never read."""
     departments = tuple(conn.execute(select(Department.id).order_by(Department.position, Department.id)).scalars())
     suspended = load_suspensions(conn, "person", now)
     dept_suspended = load_suspensions(conn, "department", now)
@@ -44,12 +46,17 @@ def load_roster(conn: Connection, policy: Policy, now: dt.datetime) -> Roster:
     for person, tier in conn.execute(select(Bar.person_id, Bar.tier).where(Bar.lifted_at.is_(None))):
         barred[person].add(tier)
     open_counts: dict[str, dict[str, int]] = defaultdict(dict)
-    # R-ALLOC-4 capacity counts open leads: a closed (converted) lead keeps its owner but is not open.
-    for person, tier, n in conn.execute(select(Assignment.person_id, Assignment.tier, func.count())
-                                        .join(Customer, Customer.id == Assignment.customer_id)
-                                        .where(Assignment.ended_at.is_(None), Customer.status == "assigned")
-                                        .group_by(Assignment.person_id, Assignment.tier)):
-        open_counts[person][tier] = n
+    capacity = dict(policy.allocation.capacity_per_tier)
+    # R-ALLOC-4 capacity counts open leads: a closed (converted) lead keeps its owner but is not open. Only
+    # the tiers under a capacity are counted (nothing else reads the counts): with none, the store's size
+    # does not weigh on a single lead's allocation.
+    if capacity:
+        for person, tier, n in conn.execute(select(Assignment.person_id, Assignment.tier, func.count())
+                                            .join(Customer, Customer.id == Assignment.customer_id)
+                                            .where(Assignment.ended_at.is_(None), Customer.status == "assigned",
+                                                   Assignment.tier.in_(sorted(capacity)))
+                                            .group_by(Assignment.person_id, Assignment.tier)):
+            open_counts[person][tier] = n
     people = {}
     for p in conn.execute(select(Person)).mappings():
         people[p["id"]] = Candidate(
@@ -58,5 +65,5 @@ def load_roster(conn: Connection, policy: Policy, now: dt.datetime) -> Roster:
             paused=dict(paused.get(p["id"], {})), barred=frozenset(barred.get(p["id"], ())),
             open_counts=dict(open_counts.get(p["id"], {})))
     return Roster(departments=departments, people=people, department_suspended=dept_suspended,
-                  capacity=dict(policy.allocation.capacity_per_tier),
+                  capacity=capacity,
                   manager_tiers=policy.allocation.manager_tiers)

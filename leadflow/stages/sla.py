@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.clock import add_months, iso, local
@@ -36,20 +36,39 @@ def breach_key(b: rules.SlaBreach) -> str:
 
 
 # --- reads ---------------------------------------------------------------------------------------------
-def load_obligations(conn: Connection) -> list[rules.Obligation]:
-    """R-SLA-6: bound assignments with an obligation not yet met, lapsed or breached, however old (indexed)."""
-    rows = conn.execute(select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.tier,
-                               Assignment.started_at, Assignment.ended_at, Assignment.bound)
-                        .where(Assignment.sla_settled == False, Assignment.bound.is_(True),  # noqa: E712 (indexable)
-                               Assignment.customer_id.not_in(held_customers("sla_check")))).all()  # R-VAL-2
-    return [rules.Obligation(*r) for r in rows]
+def load_obligations(conn: Connection, upto: dt.datetime | None = None) -> list[rules.Obligation]:
+    """R-SLA-6: bound assignments with an obligation not yet met, lapsed or breached, however old (indexed).
+
+    `upto`: only those started at or before it (`due_bound`: a scope, not a judgment — the rule still judges
+    every one it is given); None: all of them."""
+    q = (select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.tier,
+                Assignment.started_at, Assignment.ended_at, Assignment.bound)
+         .where(Assignment.sla_settled == False, Assignment.bound.is_(True),  # noqa: E712 (indexable)
+                Assignment.customer_id.not_in(held_customers("sla_check"))))  # R-VAL-2
+    if upto is not None:
+        q = q.where(Assignment.started_at <= upto)
+    return [rules.Obligation(*r) for r in conn.execute(q).all()]
 
 
-def load_records(conn: Connection, customer_ids: list[int]) -> list[rules.Record]:
-    """Every record of these customers, with when it was done and when it arrived (R-SLA-7)."""
-    return [rules.Record(*r) for chunk in _chunks(customer_ids) for r in conn.execute(
-        select(Activity.customer_id, Activity.person_id, Activity.kind, Activity.at, Activity.recorded_at)
-        .where(Activity.customer_id.in_(chunk)))]
+def due_bound(as_of: dt.datetime, policy) -> dt.datetime | None:
+    """The latest start whose obligations can have a breach due at `as_of` (R-SLA-1..4, R-SLA-7): no deadline
+    comes sooner after the start than `rules.shortest_window`, and a breach is recorded only past the deadline
+    plus the evidence grace. None when the policy allows a deadline at the start itself (no bound)."""
+    window = rules.shortest_window(policy)
+    return None if window is None else rules.without_grace(as_of, policy) - window
+
+
+def load_records(conn: Connection, customer_ids: list[int], kinds=None,
+                 since: dt.datetime | None = None) -> list[rules.Record]:
+    """Every record of these customers, with when it was done and when it arrived (R-SLA-7); `kinds` / `since`
+    narrow the read to the kinds a rule asks about and to records done at or after `since` (scope only)."""
+    q = select(Activity.customer_id, Activity.person_id, Activity.kind, Activity.at, Activity.recorded_at)
+    if kinds is not None:
+        q = q.where(Activity.kind.in_(sorted(kinds)))
+    if since is not None:
+        q = q.where(Activity.at >= since)
+    return [rules.Record(*r) for chunk in _chunks(customer_ids)
+            for r in conn.execute(q.where(Activity.customer_id.in_(chunk)))]
 
 
 def load_breached(conn: Connection, assignment_ids: list[int]) -> set[tuple[int, str]]:
@@ -60,15 +79,42 @@ def load_breached(conn: Connection, assignment_ids: list[int]) -> set[tuple[int,
 
 
 # --- the check -----------------------------------------------------------------------------------------
+# What `next_due` reads, built once (every run of every entry point asks it; building a statement costs more
+# than SQLite takes to run it). The same scope as `load_obligations` / `load_records` / `load_breached`.
+_OBLIGATION_COLUMNS = (Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.tier,
+                       Assignment.started_at, Assignment.ended_at, Assignment.bound)
+_NEXT_OBLIGATIONS = select(*_OBLIGATION_COLUMNS).where(
+    Assignment.sla_settled == False, Assignment.bound.is_(True),  # noqa: E712 (indexable)
+    Assignment.customer_id.not_in(held_customers(STAGE)))  # R-VAL-2
+_NEXT_OBLIGATIONS_UPTO = _NEXT_OBLIGATIONS.where(Assignment.started_at <= bindparam("upto"))
+_NEXT_RECORDS = select(Activity.customer_id, Activity.person_id, Activity.kind, Activity.at, Activity.recorded_at) \
+    .where(Activity.customer_id.in_(bindparam("ids", expanding=True)),
+           Activity.kind.in_(sorted(rules.KIND_FOR_RULE.values())), Activity.at >= bindparam("since"))
+_NEXT_BREACHED = select(Breach.assignment_id, Breach.rule_id).where(
+    Breach.assignment_id.in_(bindparam("ids", expanding=True)), Breach.rule_id.in_(CHECKED))
+
+
 def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
     """When the check next has something to record: the earliest breach falling due past the evidence grace;
-    one overdue already (a cleared hold, an assignment written with an earlier start) is due at once."""
+    one overdue already (a cleared hold, an assignment written with an earlier start) is due at once (R-SLA-6).
+
+    Exact when that instant is at or before `horizon`; otherwise None or a later instant (the catch-up acts only
+    on what is due by its horizon). Scope only, as `run` reads (the rule judges): an obligation started after
+    `due_bound(horizon)` has no breach due by the horizon, so the read does not grow with the store's history."""
     mark = get_mark(conn, STAGE)
     if mark is None:
         return None
-    obligations = load_obligations(conn)
-    due = rules.next_due(obligations, load_records(conn, [o.customer_id for o in obligations]),
-                         load_breached(conn, [o.assignment_id for o in obligations]), ctx.policy)
+    upto = due_bound(horizon, ctx.policy)
+    obligations = [rules.Obligation(*r) for r in (
+        conn.execute(_NEXT_OBLIGATIONS) if upto is None else conn.execute(_NEXT_OBLIGATIONS_UPTO, {"upto": upto}))]
+    if not obligations:
+        return None
+    since = min(o.started_at for o in obligations)  # a record before its obligation's start meets nothing
+    records = [rules.Record(*r) for ids in _chunks(o.customer_id for o in obligations)
+               for r in conn.execute(_NEXT_RECORDS, {"ids": ids, "since": since})]
+    breached = {(a, r) for ids in _chunks(o.assignment_id for o in obligations)
+                for a, r in conn.execute(_NEXT_BREACHED, {"ids": ids})}
+    due = rules.next_due(obligations, records, breached, ctx.policy)
     return None if due is None else max(due, mark)
 
 
@@ -76,9 +122,12 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     """Record every breach due by `as_of` once, however long the check did not run (R-SLA-6), with the penalty
     its rule's switch allows (R-SLA-7); settle the assignments with nothing left open."""
     since = get_mark(conn, STAGE)
-    obligations = load_obligations(conn)
-    judged = rules.judge(obligations, load_records(conn, [o.customer_id for o in obligations]),
-                         load_breached(conn, [o.assignment_id for o in obligations]), since, as_of, ctx.policy)
+    # only obligations that can have a breach due by `as_of`: one not yet due is neither settled nor looked at
+    obligations = load_obligations(conn, due_bound(as_of, ctx.policy))
+    records = load_records(conn, [o.customer_id for o in obligations], rules.KIND_FOR_RULE.values(),
+                           min((o.started_at for o in obligations), default=None))
+    judged = rules.judge(obligations, records, load_breached(conn, [o.assignment_id for o in obligations]),
+                         since, as_of, ctx.policy)
     written = _write_breaches(conn, ctx, judged.breaches)
     for chunk in _chunks(judged.settled):
         conn.execute(update(Assignment).where(Assignment.id.in_(chunk)).values(sla_settled=True))
@@ -160,7 +209,8 @@ def revoke_disproved(conn: Connection, ctx: StageContext, customer_ids: list[int
     now disproves, once (R-SLA-6): the breach is kept and marked revoked, its fine cancelled, the unused rounds
     of its pause withdrawn (a used round stays used), and one ledger entry says so. Audit listings stand."""
     recorded = _unrevoked(conn, customer_ids)
-    found = rules.disproofs(recorded, load_records(conn, [b.customer_id for b, _ in recorded])) if recorded else []
+    found = rules.disproofs(recorded, load_records(conn, [b.customer_id for b, _ in recorded],
+                                                   rules.KIND_FOR_RULE.values())) if recorded else []
     keys = [breach_key(d.breach) for d in found]
     pauses = _withdraw_pauses(conn, ctx, [d.breach for d in found], as_of) if found else {}
     fines = _cancel_fines(conn, keys, as_of)

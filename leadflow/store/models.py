@@ -103,7 +103,8 @@ class Customer(Base):
     converted_at: Mapped[dt.datetime | None]
     invalid_at: Mapped[dt.datetime | None]
     invalid_reason: Mapped[str | None] = mapped_column(String(32))
-    __table_args__ = (Index("ix_customers_status", "status"),)
+    # R-ALLOC-5: the pool is offered oldest first, page by page (keyset on created_at, id); status alone is its prefix
+    __table_args__ = (Index("ix_customers_pool_order", "status", "created_at", "id"),)
 
 
 class CustomerPhone(Base):
@@ -133,13 +134,17 @@ class Assignment(Base):
     retiered_at: Mapped[dt.datetime | None]  # R-TIER-5: a re-tier that shortens the period ends it here
     bound: Mapped[bool] = mapped_column(Boolean, default=True)  # holds SLA obligations
     # R-SLA-6: every obligation met, lapsed or breached; the SLA check reads only the unsettled ones, however old
-    sla_settled: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    sla_settled: Mapped[bool] = mapped_column(Boolean, default=False)
     ended_at: Mapped[dt.datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(32))
     policy_version: Mapped[str] = mapped_column(String(16))
     __table_args__ = (
         Index("uq_assignments_open", "customer_id", unique=True,
               sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+        # issue 10: the time-driven stages select their candidates by an indexed time bound — the SLA check
+        # the unsettled obligations started long enough ago, the expiry the open clocks started long enough ago
+        Index("ix_assignments_sla_due", "sla_settled", "started_at"),
+        Index("ix_assignments_open_clock", "ended_at", "clock_start"),
     )
 
 
@@ -233,13 +238,15 @@ class Activity(Base):
 
     __tablename__ = "activities"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
     kind: Mapped[str] = mapped_column(String(20))
     step: Mapped[int | None]
     at: Mapped[dt.datetime]  # when it was done: deadlines are judged by it (R-SLA-7)
     recorded_at: Mapped[dt.datetime | None]  # when it reached LeadFlow (R-SLA-7)
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    # the stages read a customer's records of some kinds since some time (issue 10); customer first, as before
+    __table_args__ = (Index("ix_activities_customer_kind_at", "customer_id", "kind", "at"),)
 
 
 class Breach(Base):
@@ -255,6 +262,8 @@ class Breach(Base):
     at: Mapped[dt.datetime]
     resolved_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]  # disproved by a late record (R-SLA-7); kept, never deleted
+    # R-SLA-6: the check reads the breaches already recorded for its candidate assignments
+    __table_args__ = (Index("ix_breaches_assignment", "assignment_id", "rule_id"),)
 
 
 class Deal(Base):

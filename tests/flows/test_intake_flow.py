@@ -79,6 +79,40 @@ def test_r_reg_4_r_val_2_gbk_csv_is_registered_counted_and_a_rerun_changes_nothi
     assert (_count(Customer), _count(Ledger), _count(Registration)) == (customers, ledger_rows, 12)
 
 
+def test_r_reg_4_r_val_2_a_file_larger_than_a_batch_is_registered_batch_by_batch_and_counted_once(project, monkeypatch):
+    """R-REG-4, R-VAL-2 (issue 10): with `intake.batch_rows` 5 the 12-row sample is three batches, each staged,
+    validated, settled and offered by tasks of its own; rows in = accepted + attached + quarantined over the
+    file, and delivering it again registers nothing twice."""
+    from flows.intake import intake_flow
+    from leadflow.settings import get_settings
+    from leadflow.store.models import Customer, Ledger, Registration
+
+    policy = project / "policy.yaml"
+    policy.write_text("intake:\n  batch_rows: 5\n", encoding="utf-8")
+    monkeypatch.setenv("LEADFLOW_POLICY_FILE", str(policy))
+    get_settings.cache_clear()
+    from tasks.context import _base
+
+    _base.cache_clear()
+    path = SAMPLES / "hotline-2026-03-02.csv"
+    s = intake_flow(path=str(path), return_state=True).result()
+    assert s["rows_in"] == 12 == s["accepted"] + s["attached"] + s["quarantined"] and len(s["batches"]) == 3
+    assert s["quarantined"] >= 2 and s["attached"] >= 1
+    assert sorted(r for r in _rows_in_batches()) == [2, 5, 5]
+    counts = (_count(Customer), _count(Ledger), _count(Registration))
+    again = intake_flow(path=str(path), return_state=True).result()
+    assert again["already_registered"] and again["rows_in"] == 12 and again["accepted"] == s["accepted"]
+    assert (_count(Customer), _count(Ledger), _count(Registration)) == counts
+
+
+def _rows_in_batches() -> list[int]:
+    from leadflow.store.models import IntakeBatch
+    from tasks.context import stage_ctx
+
+    with stage_ctx().engine.connect() as conn:
+        return list(conn.execute(select(IntakeBatch.rows_in).where(IntakeBatch.finished_at.is_not(None))).scalars())
+
+
 def test_r_reg_1_an_xlsx_file_is_registered(project):
     from flows.intake import intake_flow
 

@@ -25,3 +25,43 @@ def test_issue_8_5_a_cell_that_reads_null_or_is_empty_stays_what_it_was_through_
         back = {r.id: r for r in conn.execute(select(table))}
     assert [back[i].txt for i in range(len(texts))] == texts
     assert all(back[r["id"]].flag == r["flag"] and back[r["id"]].data == r["data"] for r in rows)
+
+
+def test_issue_10_update_rows_sets_each_rows_values_in_one_statement_whatever_the_count(store_engine):
+    """Issue 10 (set-based writes, R-ALLOC-7's bulk outcomes): `update_rows` changes exactly the rows named by
+    their key, keeps hostile text, JSON and times exact, and on PostgreSQL sends one UPDATE … FROM for a large
+    set (psycopg2's executemany would be one round trip per row)."""
+    from sqlalchemy import event
+
+    from leadflow.store.bulk import update_rows
+
+    meta = MetaData()
+    table = Table("bulk_update_probe", meta, Column("id", Integer, primary_key=True), Column("txt", Text),
+                  Column("at", DateTime(timezone=True)), Column("data", JSON))
+    meta.create_all(store_engine)
+    n = COPY_THRESHOLD * 2 + 7
+    with store_engine.begin() as conn:
+        insert_rows(conn, table, [{"id": i, "txt": "old", "at": None, "data": None} for i in range(n)])
+    at = dt.datetime(2026, 3, 2, 9, tzinfo=dt.timezone.utc)
+    changed = [{"id": i, "txt": ['\\N', 'a "b", c', "普通"][i % 3], "at": at, "data": ["r", i]}
+               for i in range(0, n, 2)]
+    updates: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            updates.append(statement)
+
+    event.listen(store_engine, "before_cursor_execute", count)
+    try:
+        with store_engine.begin() as conn:
+            assert update_rows(conn, table, "id", changed) == len(changed)
+    finally:
+        event.remove(store_engine, "before_cursor_execute", count)
+    assert len(updates) == 1  # one statement: UPDATE … FROM on PostgreSQL, one executemany on SQLite
+    with store_engine.connect() as conn:
+        back = {r.id: r for r in conn.execute(select(table))}
+    for row in changed:
+        got = back[row["id"]]
+        assert (got.txt, got.data) == (row["txt"], row["data"])
+        assert got.at.replace(tzinfo=dt.timezone.utc) == at
+    assert all(back[i].txt == "old" and back[i].at is None for i in range(1, n, 2))

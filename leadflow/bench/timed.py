@@ -1,0 +1,237 @@
+"""The time-driven stages at scale, each beside ONE SQL statement that computes the same set (issue 10).
+
+`measure(ctx, as_of)` runs on a store the bench filled: N leads registered and allocated at `as_of`, the owners'
+first activity recorded (and possibly an SLA tick run). It times, in this order and in the same run:
+
+1. **an SLA tick** (`leadflow.stages.sla.run`). A store of N open leads in steady state has a day's leads with
+   obligations still open, the rest settled by earlier checks: all but one lead in `DAY_SHARE` (by assignment id)
+   are marked settled (one UPDATE). The tick runs just past R-SLA-2's deadline (24 h after `as_of`, plus the
+   evidence grace, before any R-SLA-3/4 deadline): a day's R-SLA-1/2 deadlines fall due at once. The statement
+   selects the (assignment, rule) pairs due, unmet and not yet recorded, with `NOT EXISTS` on the records.
+2. **a conversion-expiry day** (`leadflow.stages.conversion.run`). One lead in `DAY_SHARE` gets its conversion
+   clock moved back (one UPDATE) so that its period ends at the start of the day after `as_of`; the stage
+   runs a day later, taking them back and re-allocating them. The statement selects the open, non-exempt
+   holdings whose period ended by then with no deal and no step 4 before the expiry.
+3. **the monthly audit** (`leadflow.stages.audit.run_audit`) at the first 1st-of-month at least 30 days after
+   `as_of`: every holding is older than 30 days, and those without an effective follow-up in the 30 days before
+   are listed. The statement selects the same holdings with `NOT EXISTS` on the follow-ups.
+
+Each stage runs in its own transaction (its commit is timed); each statement is run and fetched on its own
+connection. The rules are never changed: the set-up only moves data (one UPDATE each). Returns
+[{"stage", "seconds", "statement_seconds", "rows", "statement_rows", "as_of"}]; `rows` is what the stage
+decided (breaches, leads taken back or exempted, listings), `statement_rows` what the statement selected —
+the same number when the stage and the statement agree.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from sqlalchemy import case, text, update
+
+from leadflow.clock import add_months, end_of_working_day_after, local, month_starts_between
+from leadflow.rules import sla as sla_rules
+from leadflow.stages import audit, conversion, sla
+from leadflow.stages.context import StageContext
+from leadflow.stages.marks import set_mark
+from leadflow.store.models import Assignment
+
+DAY_SHARE = 250  # about 250 working days a year: a day's leads are one in 250 of a year's
+MINUTE = dt.timedelta(minutes=1)
+
+
+def _utc(t: dt.datetime, dialect: str):
+    """A bound time as the store keeps it (naive UTC; SQLite compares text)."""
+    naive = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return naive.isoformat(sep=" ", timespec="microseconds") if dialect == "sqlite" else naive
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def _statement(ctx: StageContext, sql: str, params: dict) -> tuple[int, float]:
+    with ctx.engine.connect() as conn:
+        rows, seconds = _timed(lambda: conn.execute(text(sql), params).all())
+    return len(rows), seconds
+
+
+# --- 1. the SLA tick ----------------------------------------------------------------------------------------
+SLA_SQL = """
+SELECT a.id, r.rule_id
+FROM assignments a
+JOIN (SELECT 'R-SLA-1' AS rule_id, 'contact' AS kind, CAST(:w1 AS INTEGER) AS minutes
+      UNION ALL SELECT 'R-SLA-2', 'crm_entry', CAST(:w2 AS INTEGER)) r ON 1 = 1
+WHERE a.sla_settled = :false AND a.bound = :true AND a.started_at <= :bound
+  AND {deadline} < :due_before
+  AND NOT EXISTS (SELECT 1 FROM activities x WHERE x.customer_id = a.customer_id AND x.person_id = a.person_id
+                  AND x.kind = r.kind AND x.at >= a.started_at AND x.at <= {deadline})
+  AND NOT EXISTS (SELECT 1 FROM breaches b WHERE b.assignment_id = a.id AND b.rule_id = r.rule_id)
+  AND (a.ended_at IS NULL OR a.ended_at > {deadline})
+"""
+
+
+def _deadline_sql(dialect: str, column: str, minutes: str) -> str:
+    if dialect == "postgresql":
+        return f"({column} + make_interval(mins => {minutes}))"
+    return f"strftime('%Y-%m-%d %H:%M:%f000', {column}, '+' || {minutes} || ' minutes')"
+
+
+def sla_tick(ctx: StageContext, as_of: dt.datetime) -> dict:
+    policy, dialect = ctx.policy, ctx.engine.dialect.name
+    s = policy.sla
+    tick = sla_rules.with_grace(as_of + dt.timedelta(hours=s.crm_entry_hours), policy) + MINUTE
+    # before any R-SLA-3/4 deadline of the day's leads, so the statement's two windows are the whole set
+    tick = min(tick, end_of_working_day_after(as_of, min(s.call_register_working_days, s.abcd_working_days),
+                                              policy) - MINUTE)
+    with ctx.engine.begin() as conn:
+        t = Assignment.__table__
+        conn.execute(update(t).where(t.c.sla_settled.is_(False), t.c.id % DAY_SHARE != 0 % DAY_SHARE)
+                     .values(sla_settled=True))
+    deadline = _deadline_sql(dialect, "a.started_at", "r.minutes")
+    n, statement = _statement(ctx, SLA_SQL.format(deadline=deadline), {  # first: the stage records the set
+        "w1": s.first_contact_minutes, "w2": s.crm_entry_hours * 60, "false": False, "true": True,
+        "bound": _utc(sla.due_bound(tick, policy) or tick, dialect),
+        "due_before": _utc(sla_rules.without_grace(tick, policy), dialect)})
+    with ctx.engine.begin() as conn:
+        summary, seconds = _timed(lambda: sla.run(conn, ctx, tick))
+    return {"stage": "sla_tick", "as_of": tick.isoformat(), "seconds": seconds, "statement_seconds": statement,
+            "rows": summary["breaches"], "statement_rows": n}
+
+
+# --- 2. a conversion-expiry day ----------------------------------------------------------------------------
+CONVERSION_SQL = """
+SELECT a.id
+FROM assignments a JOIN customers c ON c.id = a.customer_id
+WHERE a.ended_at IS NULL AND a.exempt = :false AND a.kind <> 'manager' AND c.status = 'assigned'
+  AND a.clock_start <= :bound AND {expiry} <= :upto
+  AND (c.converted_at IS NULL OR c.converted_at >= {expiry})
+  AND NOT EXISTS (SELECT 1 FROM activities x WHERE x.customer_id = a.customer_id AND x.person_id = a.person_id
+                  AND x.kind = 'sales_step' AND x.step >= :step AND x.at >= a.started_at AND x.at < {expiry})
+"""
+
+
+def _months_case(policy, column: str) -> str:
+    months = policy.conversion.period_months
+    whens = " ".join(f"WHEN '{tier}' THEN {int(m)}" for tier, m in sorted(months.items()) if m is not None)
+    return f"(CASE {column} {whens} END)"
+
+
+def _expiry_sql(dialect: str, policy) -> str:
+    """add_months in business time (R-CONV-1), as the database does it."""
+    offset = int(local(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), policy).utcoffset().total_seconds() // 60)
+    months = _months_case(policy, "c.tier")
+    if dialect == "postgresql":
+        return (f"(a.clock_start + make_interval(mins => {offset}) + make_interval(months => {months})"
+                f" - make_interval(mins => {offset}))")
+    return (f"strftime('%Y-%m-%d %H:%M:%f000', a.clock_start, '+{offset} minutes', '+' || {months} || ' months', "
+            f"'-{offset} minutes')")
+
+
+def expiry_day(ctx: StageContext, as_of: dt.datetime) -> dict:
+    policy, dialect = ctx.policy, ctx.engine.dialect.name
+    day = local(as_of, policy).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+    run_at = sla_rules.with_grace(day + dt.timedelta(days=1), policy)
+    starts = {tier: add_months(day, -m) for tier, m in policy.conversion.period_months.items() if m is not None}
+    with ctx.engine.begin() as conn:  # a day's periods end at the start of tomorrow, whatever their tier
+        t = Assignment.__table__
+        spread = {tier: start for tier, start in starts.items()}
+        conn.execute(update(t).where(t.c.ended_at.is_(None), t.c.id % DAY_SHARE == 1 % DAY_SHARE,
+                                     t.c.tier.in_(sorted(spread))).values(clock_start=case(spread, value=t.c.tier)))
+    upto = sla_rules.without_grace(run_at, policy)
+    n, statement = _statement(ctx, CONVERSION_SQL.format(expiry=_expiry_sql(dialect, policy)), {
+        "false": False, "bound": _utc(conversion.started_by(upto, policy) or upto, dialect),
+        "upto": _utc(upto, dialect), "step": policy.conversion.exempt_step})
+    with ctx.engine.begin() as conn:
+        summary, seconds = _timed(lambda: conversion.run(conn, ctx, run_at))
+    return {"stage": "conversion_expiry", "as_of": run_at.isoformat(), "seconds": seconds,
+            "statement_seconds": statement, "rows": summary["expired"], "statement_rows": n}
+
+
+# --- 3. the monthly audit -----------------------------------------------------------------------------------
+AUDIT_SQL = """
+SELECT a.id
+FROM assignments a JOIN customers c ON c.id = a.customer_id
+WHERE a.ended_at IS NULL AND a.kind <> 'manager' AND c.status = 'assigned' AND a.started_at < :held_before
+  AND NOT EXISTS (SELECT 1 FROM activities x WHERE x.customer_id = a.customer_id AND x.person_id = a.person_id
+                  AND x.kind IN ('contact', 'follow_up', 'sales_step') AND x.at > :quiet_from AND x.at <= :audit_at)
+"""
+
+
+def monthly_audit(ctx: StageContext, as_of: dt.datetime) -> dict:
+    policy, dialect = ctx.policy, ctx.engine.dialect.name
+    s = policy.sla
+    after = as_of + dt.timedelta(days=s.audit_held_days)
+    audit_at = month_starts_between(after, add_months(local(after, policy), 2), policy)[0]
+    run_at = sla_rules.with_grace(audit_at, policy)
+    n, statement = _statement(ctx, AUDIT_SQL, {
+        "held_before": _utc(audit_at - dt.timedelta(days=s.audit_held_days), dialect),
+        "quiet_from": _utc(audit_at - dt.timedelta(days=s.audit_quiet_days), dialect),
+        "audit_at": _utc(audit_at, dialect)})
+    with ctx.engine.begin() as conn:
+        set_mark(conn, audit.STAGE, audit_at - sla_rules.TICK)
+    with ctx.engine.begin() as conn:
+        summary, seconds = _timed(lambda: audit.run_audit(conn, ctx, run_at))
+    return {"stage": "monthly_audit", "as_of": run_at.isoformat(), "seconds": seconds, "statement_seconds": statement,
+            "rows": summary["listed"], "statement_rows": n}
+
+
+def measure(ctx: StageContext, as_of: dt.datetime) -> list[dict]:
+    """Time an SLA tick, a conversion-expiry day and the monthly audit on the store the bench filled (N leads
+    allocated at `as_of`), each beside one SQL statement computing the same set, in this run (issue 10).
+
+    Returns [{"stage", "seconds", "statement_seconds", "rows", "statement_rows", "as_of"}], seconds of wall
+    time. Moves data to set each stage up (module docstring); changes no rule."""
+    out = [sla_tick(ctx, as_of), expiry_day(ctx, as_of), monthly_audit(ctx, as_of)]
+    for row in out:
+        row["seconds"], row["statement_seconds"] = round(row["seconds"], 4), round(row["statement_seconds"], 4)
+    return out
+
+
+# --- a store to measure on, without the bench's intake (tests, profiling) -----------------------------------
+def fill(ctx: StageContext, n: int, as_of: dt.datetime) -> int:
+    """N open leads allocated at `as_of` to the sample organisation's salespeople, with the owners' records for
+    a share of them (contact, CRM entry, follow-up, step 4), written in bulk. Returns N. Deterministic."""
+    from sqlalchemy import select
+
+    from leadflow.samples.generate import org
+    from leadflow.stages.people import load_org
+    from leadflow.store.bulk import insert_rows
+    from leadflow.store.models import Activity, Customer, Person
+
+    tiers = ("A", "B", "C", "C", "D", "D", "D", "below_d")
+    with ctx.engine.begin() as conn:
+        o = org()
+        load_org(conn, o["departments"], o["people"])
+        sales = [(p, d) for p, d in conn.execute(select(Person.id, Person.department_id)
+                                                 .where(Person.role == "sales").order_by(Person.id))]
+        first = (conn.execute(text("SELECT max(id) FROM customers")).scalar() or 0) + 1
+        insert_rows(conn, Customer.__table__, [
+            {"id": first + i, "ref": f"bench-{first + i}", "tier": tiers[i % len(tiers)], "amount_yuan": 100_000.0,
+             "target": True, "channel": "hotline", "status": "assigned", "owner_id": sales[i % len(sales)][0],
+             "department_id": sales[i % len(sales)][1], "self_found": False, "created_at": as_of}
+            for i in range(n)])
+        insert_rows(conn, Assignment.__table__, [
+            {"customer_id": first + i, "person_id": sales[i % len(sales)][0], "department_id": sales[i % len(sales)][1],
+             "kind": "allocation", "rule_id": "R-ALLOC-2", "tier": tiers[i % len(tiers)], "started_at": as_of,
+             "clock_start": as_of, "exempt": False, "bound": True, "sla_settled": False, "policy_version": "bench"}
+            for i in range(n)])
+        records = []
+        for i in range(n):
+            cid, person = first + i, sales[i % len(sales)][0]
+            if i % 20 < 17:  # 85 % contacted in time (R-SLA-1)
+                records.append((cid, person, "contact", None, as_of + dt.timedelta(minutes=1 + i % 9)))
+            if i % 4 < 3:  # 75 % entered in the CRM within hours (R-SLA-2)
+                records.append((cid, person, "crm_entry", None, as_of + dt.timedelta(hours=1 + i % 7)))
+            if i % 5 < 3:  # 60 % followed up within the week (R-SLA-5)
+                records.append((cid, person, "follow_up", None, as_of + dt.timedelta(days=1 + i % 6)))
+            if i % 20 == 3:  # 5 % reach step 4 (R-CONV-2)
+                records.append((cid, person, "sales_step", 4, as_of + dt.timedelta(days=2)))
+        insert_rows(conn, Activity.__table__, [{"customer_id": c, "person_id": p, "kind": k, "step": st, "at": at,
+                                                "recorded_at": at} for c, p, k, st, at in records])
+        if conn.dialect.name == "postgresql":  # ids given explicitly: move the sequence past them
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('customers', 'id'), "
+                              "(SELECT max(id) FROM customers))"))
+    return n

@@ -1,0 +1,29 @@
+"""Issue 10: `leadflow bench` runs the real path and the raw baseline on SQLite and on PostgreSQL; its own summary
+accounts for every row (R-REG: rows in = accepted + attached + quarantined) and its last line is the ratio. No
+timed assertion: the figures are the bench's output, not the tests'."""
+from __future__ import annotations
+
+import re
+
+from leadflow import cli
+
+RATIO = re.compile(r"ratio \d+\.\d \(pipeline \d+\.\d+ s / baseline \d+\.\d+ s\) at 2000 rows")
+ROWS = re.compile(r"rows in (\d+) = accepted (\d+) \+ attached (\d+) \+ quarantined (\d+); allocated (\d+)")
+
+
+def test_bench_accounts_for_every_row_r_reg_and_ends_with_the_ratio(database_url, capsys):
+    url, schema = database_url
+    args = ["bench", "--leads", "2000", "--no-latency"] + (["--database-url", url] if schema else [])
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert RATIO.fullmatch(out[-1]), out[-1]
+    (rows_in, accepted, attached, quarantined, allocated), = [tuple(map(int, m.groups()))
+                                                             for m in map(ROWS.match, out) if m]
+    assert rows_in == 2000 == accepted + attached + quarantined  # R-REG: no row lost
+    assert attached > 0 and 0 < quarantined < 100 and 0 < allocated <= accepted  # duplicates, ~1 % bad rows
+
+
+def test_bench_refuses_a_bad_argument_in_one_sentence(capsys):
+    assert cli.main(["bench", "--leads", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--leads" in err and "Traceback" not in err

@@ -489,14 +489,22 @@ def _literal(value: Any, dialect: Any) -> str:
 # the batch's WHERE clause (literal SQL: GX query assets take no bound parameters)
 
 
+RANGES_MAX = 64  # beyond this many ranges, one IN list: an OR of ranges is tested range by range for every row
+
+
 def _id_clause(ids: list[int]) -> str:
-    """`id` in the given set, as few ranges as possible (a batch's ids are mostly consecutive)."""
+    """`id` in the given set (sorted ids): as a few ranges when the ids are mostly consecutive (a batch's are);
+    otherwise as one IN list within the bounds. A long constant IN list is hashed by PostgreSQL and indexed by
+    SQLite, so its cost grows with the rows, where an OR of thousands of ranges (a pool with gaps) costs rows ×
+    ranges — minutes at a million records — and SQLite refuses an expression nested deeper than 1000 levels."""
     runs: list[list[int]] = []
     for i in ids:
         if runs and i == runs[-1][1] + 1:
             runs[-1][1] = i
         else:
             runs.append([i, i])
+    if len(runs) > RANGES_MAX:
+        return f"(id BETWEEN {ids[0]} AND {ids[-1]} AND id IN ({', '.join(map(str, ids))}))"
     parts, singles = [], []
     for lo, hi in runs:
         if hi - lo >= 2:
@@ -505,16 +513,7 @@ def _id_clause(ids: list[int]) -> str:
             singles.extend(range(lo, hi + 1))
     if singles:
         parts.append(f"id IN ({', '.join(map(str, singles))})")
-    return _any(parts)
-
-
-def _any(parts: list[str]) -> str:
-    """`parts` joined by OR as a balanced tree: SQLite refuses an expression nested deeper than 1000 levels, which a
-    flat chain of a thousand ranges is (a pool of 20,000 leads with gaps)."""
-    if len(parts) <= 64:
-        return "(" + " OR ".join(parts) + ")"
-    half = len(parts) // 2
-    return f"({_any(parts[:half])} OR {_any(parts[half:])})"
+    return "(" + " OR ".join(parts) + ")"
 
 
 def _batch_where(ids: list[int] | None, batch_id: str | None, undecided_only: bool = False) -> str:

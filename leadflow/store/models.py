@@ -79,7 +79,7 @@ class Registration(Base):
     status: Mapped[str] = mapped_column(String(16), default="staged")  # staged|accepted|attached|quarantined
     reasons: Mapped[list | None]
     dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     staged_at: Mapped[dt.datetime]
     decided_at: Mapped[dt.datetime | None]
 

@@ -148,7 +148,11 @@ def offer_pool(ctx: StageContext, as_of: dt.datetime) -> dict:
         waiting = validation.records_in_play(conn, "pool")
     validation.check(ctx, "allocation", waiting, as_of)
     with ctx.engine.begin() as conn:
-        return allocation.allocate_pool(conn, ctx, as_of)
+        offered = allocation.allocate_pool(conn, ctx, as_of)
+    # a large offer empties the pool the planner still believes full: the next run's "anything pooled?" and
+    # records-in-play reads would scan every customer (seconds per registration at a million leads)
+    intake.refresh_statistics(ctx.engine, offered.get("allocated", 0))
+    return offered
 
 
 def merge_offers(*offers: dict | None) -> dict:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 
 from leadflow import failpoints
 from leadflow.clock import local
+from leadflow.memory import bulk_work, release_free_memory
 from leadflow.events import record as events
 from leadflow.events.kinds import EventStatus
 from leadflow.stages import allocation, intake, timed, validation
@@ -131,6 +132,33 @@ _AFTER_ACT = select(exists().where(Event.status.in_((EventStatus.WAITING.value, 
                     _OFFER_HAS_WORK.scalar_subquery())
 
 
+# Whether a run would do more than catch up and act, before any stage is due: a hold to recheck (R-VAL-2),
+# events waiting or pending, or an offer with work to do (R-ALLOC-5).
+_RUN_HAS_WORK = select(or_(
+    exists().where(ValidationHold.cleared_at.is_(None), ValidationHold.suite.in_(validation.BATCH_SUITES)),
+    exists().where(Event.status.in_((EventStatus.WAITING.value, events.PENDING))),
+    _OFFER_HAS_WORK.scalar_subquery()))
+
+
+def quiet_until(ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
+    """The earliest instant at or before `horizon` at which a run would do more than its own act, or None when
+    every run up to `horizon` would only act: no time-driven stage falls due by then (`timed.next_instant`), no
+    hold is open (R-VAL-2), no event waits or is pending, and no offer has work (R-ALLOC-5). With any of the
+    last three it is the store's clock (a run at once does more); before the first run, the earliest time there
+    is (the first run starts the schedules at its own time). Read-only.
+
+    Deliveries of records (which never make a stage due sooner, hold a record or pool a lead) made before that
+    instant may then be recorded as one delivery at the last one's time with the same outcome, as a file of
+    them would be: `leadflow simulate` delivers a scenario's consecutive on-time records so."""
+    with ctx.engine.begin() as conn:
+        now = clock(conn)
+        if now is None:
+            return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        if conn.execute(_RUN_HAS_WORK).scalar():
+            return now
+        return timed.next_instant(conn, ctx, horizon)
+
+
 def _no_offer() -> dict:
     """What `allocation.allocate_pool` returns for an empty pool."""
     return {"offered": 0, "allocated": 0, "pooled": 0, "decisions": []}
@@ -179,7 +207,7 @@ def run(ctx: StageContext, as_of: dt.datetime | None, runner: StageRunner | None
     """One run: lock, clock, catch-up, (offer,) then the caller acts, then waiting events and the pool offer.
 
     Yields (the run's context, its outcome so far); `out["as_of"]` is the run's time (now when `as_of` is None)."""
-    with clock_lock(ctx):
+    with clock_lock(ctx), bulk_work():  # bulk_work: the garbage collector during batches (leadflow.memory)
         as_of, before = advance_clock(ctx, as_of)
         failpoints.hit("engine.clock")
         rctx = replace(ctx, run_after=before)
@@ -295,7 +323,8 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
     every_earlier = True
     while True:
         t0 = tick_()
-        item = next(chunks, None)
+        with bulk_work():  # a chunk of rows read: as in the run (leadflow.memory)
+            item = next(chunks, None)
         timings["read"] += tick_() - t0
         if item is None:
             break
@@ -312,6 +341,7 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
                     summary = intake.previous_summary(conn, batch_id) or {}
             after = offer_pool(rctx, out["as_of"])
         del rows  # the chunk is done: only one is ever held
+        release_free_memory()  # and what it took goes back to the system: the resident set stays one chunk's
         count_offers(out.get("pool_before"), after, out.get("pool"))
         every_earlier = every_earlier and bool(summary.get("already_registered"))
         for k in totals:

@@ -152,6 +152,7 @@ def fingerprint(conn) -> dict[str, list[tuple]]:
     """Every table's rows with surrogate ids replaced by natural keys, sorted: two stores that lived the same
     steps have equal fingerprints, however many sequence values a crashed transaction used up (PostgreSQL)."""
     from leadflow.store.models import Base
+    from leadflow.store.references import CHECKED
 
     keys = _natural_keys(conn)
     out = {}
@@ -162,7 +163,8 @@ def fingerprint(conn) -> dict[str, list[tuple]]:
             for col in table.columns:
                 if (table.name, col.name) in WALL_CLOCK or col.primary_key and col.autoincrement is True:
                     continue  # a surrogate id: its value depends on the sequence, not on what happened
-                target = next((fk.column.table.name for fk in col.foreign_keys), None)
+                target = next((fk.column.table.name for fk in col.foreign_keys), None) or \
+                    CHECKED.get(table.name, {}).get(col.name)  # a reference checked per batch (migration 0007)
                 value = r[col.name]
                 if target in keys and value is not None:
                     value = keys[target].get(value, f"?{value}")

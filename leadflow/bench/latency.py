@@ -1,6 +1,9 @@
 """Latency of single registrations on the bench's store (N leads in it), in the warm bench process (issue 10):
 `register_lead` alone and with CALLERS callers at once, and one-row files through the intake flow when a Prefect
-server answers. Seconds of wall time, p50 / p95 by nearest rank."""
+server answers. Seconds of wall time, p50 / p95 by nearest rank.
+
+The bench calls `measure` right after the pipeline, the owners' first activity and an SLA tick (a state a real
+store is in), before the timed stages' set-up (`leadflow.bench.timed`) moves data into one no store is in."""
 from __future__ import annotations
 
 import datetime as dt

@@ -5,8 +5,9 @@ first activity recorded (and possibly an SLA tick run). It times, in this order 
 
 1. **an SLA tick** (`leadflow.stages.sla.run`). A store of N open leads in steady state has a day's leads with
    obligations still open, the rest settled by earlier checks: all but one lead in `DAY_SHARE` (by assignment id)
-   are marked settled (one UPDATE). The tick runs just past R-SLA-2's deadline (24 h after `as_of`, plus the
-   evidence grace, before any R-SLA-3/4 deadline): a day's R-SLA-1/2 deadlines fall due at once. The statement
+   are marked settled (`steady_state`, one UPDATE; the bench measures latency on that state too). The tick runs
+   just past R-SLA-2's deadline (24 h after `as_of`, plus the evidence grace, before any R-SLA-3/4 deadline): a
+   day's R-SLA-1/2 deadlines fall due at once. The statement
    selects the (assignment, rule) pairs due, unmet and not yet recorded, with `NOT EXISTS` on the records.
 2. **a conversion-expiry day** (`leadflow.stages.conversion.run`). One lead in `DAY_SHARE` gets its conversion
    clock moved back (one UPDATE) so that its period ends at the start of the day after `as_of`; the stage
@@ -14,11 +15,13 @@ first activity recorded (and possibly an SLA tick run). It times, in this order 
    holdings whose period ended by then with no deal and no step 4 before the expiry.
 3. **the monthly audit** (`leadflow.stages.audit.run_audit`) at the first 1st-of-month at least 30 days after
    `as_of`: every holding is older than 30 days, and those without an effective follow-up in the 30 days before
-   are listed. The statement selects the same holdings with `NOT EXISTS` on the follow-ups.
+   are listed. A real store has follow-ups for most holdings: every open holding but one in `NEGLECTED_SHARE`
+   (by assignment id) gets one, halfway through the quiet window (`FOLLOW_UPS_SQL`, one INSERT ... SELECT), so
+   about 5 % are listed. The statement selects the same holdings with `NOT EXISTS` on the follow-ups.
 
 Each stage runs in its own transaction (its commit is timed); each statement is run and fetched on its own
-connection. The rules are never changed: the set-up only moves data (one UPDATE each). Returns
-[{"stage", "seconds", "statement_seconds", "rows", "statement_rows", "as_of"}]; `rows` is what the stage
+connection. The rules are never changed: the set-up only moves data (one UPDATE or INSERT ... SELECT each).
+Returns [{"stage", "seconds", "statement_seconds", "rows", "statement_rows", "as_of"}]; `rows` is what the stage
 decided (breaches, leads taken back or exempted, listings), `statement_rows` what the statement selected —
 the same number when the stage and the statement agree.
 """
@@ -37,6 +40,7 @@ from leadflow.stages.marks import set_mark
 from leadflow.store.models import Assignment
 
 DAY_SHARE = 250  # about 250 working days a year: a day's leads are one in 250 of a year's
+NEGLECTED_SHARE = 20  # one holding in 20 (5 %) has no effective follow-up in the audit's quiet window
 MINUTE = dt.timedelta(minutes=1)
 
 
@@ -79,6 +83,20 @@ def _deadline_sql(dialect: str, column: str, minutes: str) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%f000', {column}, '+' || {minutes} || ' minutes')"
 
 
+def steady_state(ctx: StageContext) -> int:
+    """A year's store in steady state (R-SLA-6): earlier checks settled every lead's SLA obligations but a day's
+    leads' (one in DAY_SHARE, by assignment id). One UPDATE; moves data, changes no rule. Returns the
+    assignments settled. The bench's N leads were all allocated within the hour; a store holding N open leads
+    gathered them over a year, and the catch-up every run does reads the open obligations (`stages.sla.next_due`)."""
+    with ctx.engine.begin() as conn:
+        t = Assignment.__table__
+        settled = conn.execute(update(t).where(t.c.sla_settled.is_(False), t.c.id % DAY_SHARE != 0 % DAY_SHARE)
+                               .values(sla_settled=True)).rowcount
+        if conn.dialect.name == "postgresql" and settled:  # as a store settled over a year: statistics that know
+            conn.execute(text("ANALYZE assignments"))  # it (the open-obligations read picks its index by them)
+    return settled
+
+
 def sla_tick(ctx: StageContext, as_of: dt.datetime) -> dict:
     policy, dialect = ctx.policy, ctx.engine.dialect.name
     s = policy.sla
@@ -86,10 +104,7 @@ def sla_tick(ctx: StageContext, as_of: dt.datetime) -> dict:
     # before any R-SLA-3/4 deadline of the day's leads, so the statement's two windows are the whole set
     tick = min(tick, end_of_working_day_after(as_of, min(s.call_register_working_days, s.abcd_working_days),
                                               policy) - MINUTE)
-    with ctx.engine.begin() as conn:
-        t = Assignment.__table__
-        conn.execute(update(t).where(t.c.sla_settled.is_(False), t.c.id % DAY_SHARE != 0 % DAY_SHARE)
-                     .values(sla_settled=True))
+    steady_state(ctx)
     deadline = _deadline_sql(dialect, "a.started_at", "r.minutes")
     n, statement = _statement(ctx, SLA_SQL.format(deadline=deadline), {  # first: the stage records the set
         "w1": s.first_contact_minutes, "w2": s.crm_entry_hours * 60, "false": False, "true": True,
@@ -160,12 +175,28 @@ WHERE a.ended_at IS NULL AND a.kind <> 'manager' AND c.status = 'assigned' AND a
 """
 
 
+# R-SLA-5 set-up: the owners' effective follow-ups inside the quiet window, for every open holding but one in
+# NEGLECTED_SHARE (by assignment id), as one INSERT ... SELECT. A real store has them for most holdings; without
+# them the audit would list every holding and time the listings' writes, not the audit.
+FOLLOW_UPS_SQL = """
+INSERT INTO activities (customer_id, person_id, kind, at, recorded_at)
+SELECT a.customer_id, a.person_id, 'follow_up', :at, :at
+FROM assignments a
+WHERE a.ended_at IS NULL AND a.kind <> 'manager' AND a.id % :share <> 0
+"""
+
+
 def monthly_audit(ctx: StageContext, as_of: dt.datetime) -> dict:
     policy, dialect = ctx.policy, ctx.engine.dialect.name
     s = policy.sla
     after = as_of + dt.timedelta(days=s.audit_held_days)
     audit_at = month_starts_between(after, add_months(local(after, policy), 2), policy)[0]
     run_at = sla_rules.with_grace(audit_at, policy)
+    with ctx.engine.begin() as conn:  # halfway through the quiet window: an effective follow-up (R-SLA-5)
+        at = audit_at - dt.timedelta(days=s.audit_quiet_days) / 2
+        conn.execute(text(FOLLOW_UPS_SQL), {"at": _utc(at, dialect), "share": NEGLECTED_SHARE})
+        if dialect == "postgresql":  # a million new rows: the planner must know them before the audit reads
+            conn.execute(text("ANALYZE activities"))
     n, statement = _statement(ctx, AUDIT_SQL, {
         "held_before": _utc(audit_at - dt.timedelta(days=s.audit_held_days), dialect),
         "quiet_from": _utc(audit_at - dt.timedelta(days=s.audit_quiet_days), dialect),

@@ -77,6 +77,22 @@ class RosterIndex:
                 managers[p.department].append(p)
         self._sales = {k: tuple(p.id for p in sorted(v, key=_rank_order)) for k, v in sales.items()}
         self._managers = {k: tuple(sorted(p.id for p in v)) for k, v in managers.items()}
+        # each group's place of every member: where a round robin resumes, without a scan per lead
+        self._places = {k: {pid: i for i, pid in enumerate(ids)}
+                        for k, ids in (*self._sales.items(), *(((m, "manager"), ids) for m, ids in
+                                                              self._managers.items()))}
+
+    def in_turn(self, department: str | None, grade: str | None, last: str | None, managers: bool = False):
+        """The salespeople of (department, grade) — or the department's managers — in turn after `last`, as
+        `_round_robin(sales_of(…), last)` orders them, one at a time: most leads take the first, so the
+        group is never built whole for a lead."""
+        key = (department, "manager") if managers else (department, grade)
+        ids = (self._managers.get(department, ()) if managers else self._sales.get(key, ()))
+        n = len(ids)
+        start = self._places[key].get(last, -1) + 1 if n and last is not None else 0
+        people = self.people
+        for k in range(n):
+            yield people[ids[(start + k) % n]]
 
     def sales_of(self, department: str, grade: str | None) -> list[Candidate]:
         """As `Roster.sales_of`, from the prepared order."""
@@ -166,6 +182,13 @@ def _round_robin(people: list[Candidate], last: str | None) -> list[Candidate]:
     return people
 
 
+def _in_turn(roster: Roster | RosterIndex, dept: str, grade: str | None, last: str | None, managers: bool = False):
+    """R-ALLOC-2/3: the (department, grade) salespeople, or the department's managers, starting after `last`."""
+    if isinstance(roster, RosterIndex):
+        return roster.in_turn(dept, grade, last, managers)
+    return _round_robin(roster.managers_of(dept) if managers else roster.sales_of(dept, grade), last)
+
+
 def serve_replacement(tier: str, debts: list[Debt], roster: Roster | RosterIndex,
                       exclude: frozenset[str] = frozenset()) -> Decision | None:
     """R-ALLOC-6: the oldest debt of this tier whose owner could receive it now; pauses don't matter.
@@ -238,7 +261,7 @@ def next_owner(
 def _pick_salesperson(dept, tier, roster, pointers, exclude, considered, paused_passed, decision):
     for grade in grades_for_tier(tier):
         rr_key = f"rr:{dept}:{tier}:{grade or 'ungraded'}"
-        for p in _round_robin(roster.sales_of(dept, grade), pointers.get(rr_key)):
+        for p in _in_turn(roster, dept, grade, pointers.get(rr_key)):
             reason = blocking_reason(p, tier, roster, exclude)
             if reason is None and p.paused.get(tier, 0) > 0:
                 reason = "paused for a round (R-ALLOC-4)"
@@ -253,7 +276,7 @@ def _pick_salesperson(dept, tier, roster, pointers, exclude, considered, paused_
 
 def _pick_manager(dept, tier, roster, pointers, exclude, considered, decision):
     mgr_key = f"mgr:{dept}"
-    for p in _round_robin(roster.managers_of(dept), pointers.get(mgr_key)):
+    for p in _in_turn(roster, dept, None, pointers.get(mgr_key), managers=True):
         reason = blocking_reason(p, tier, roster, exclude)
         considered.append({"department": dept, "role": "manager", "person": p.id,
                            **({"skipped": reason} if reason else {"chosen": True})})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 TIER_ORDER = ("A", "B", "C", "D", "below_d")  # highest first
@@ -25,6 +26,7 @@ def tier_rank(tier: str) -> int:
     return TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
 
 
+@functools.cache  # pure, on constants: called for every candidate of every lead
 def eligible_tiers(grade: str | None) -> tuple[str, ...]:
     """R-ALLOC-3: grade X receives tier X and every tier below; ungraded receive below_d only."""
     if grade is None:
@@ -32,6 +34,7 @@ def eligible_tiers(grade: str | None) -> tuple[str, ...]:
     return TIER_ORDER[TIER_ORDER.index(grade):]
 
 
+@functools.cache  # pure, on constants: called for every lead allocated
 def grades_for_tier(tier: str) -> tuple[str | None, ...]:
     """R-ALLOC-2: the matching grade first, then each grade up (below_d matches the ungraded)."""
     if tier == "below_d":

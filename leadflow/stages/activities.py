@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from leadflow.rules.registration import mask_phone, normalise_phone
 from leadflow.stages.context import StageContext
-from leadflow.store import ledger
+from leadflow.store import ledger, references
 from leadflow.store.models import Activity, Assignment, CustomerPhone
 
 KINDS = ("contact", "crm_entry", "call_register", "abcd_entry", "follow_up", "sales_step")
@@ -60,6 +60,7 @@ def link_phone(conn: Connection, ctx: StageContext, customer_id: int | None, raw
         if holder != customer_id:
             log.warning("link refused: %s already belongs to another customer", mask_phone(phone))
         return False
+    references.check(conn, "customer_phones", [{"customer_id": customer_id}])
     conn.execute(CustomerPhone.__table__.insert().values(phone=phone, customer_id=customer_id, relation=relation,
                                                          linked_at=at))
     rule = "R-REG-5" if relation == "alias" else "R-REG-6"

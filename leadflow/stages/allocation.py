@@ -11,14 +11,16 @@ from sqlalchemy import bindparam, literal, select, text, tuple_
 from sqlalchemy.engine import Connection
 
 from leadflow import failpoints
+from leadflow.memory import bulk_work
 from leadflow.clock import week_index
 from leadflow.rules.allocation import Debt, Decision, Roster, RosterIndex, next_owner
 from leadflow.rules.tiers import grades_for_tier
 from leadflow.stages.context import StageContext, rotation_epoch
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
+from leadflow.store import pauses as pauses_store
 from leadflow.store.bulk import insert_rows, update_rows
-from leadflow.store.models import Assignment, Customer, Pause, ReplacementDebt, RotationPointer
+from leadflow.store.models import Assignment, Customer, ReplacementDebt, RotationPointer
 
 
 def load_pointers(conn: Connection) -> dict[str, str]:
@@ -107,7 +109,11 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
     `keep_decisions` is False, for a pool too large to hold) and `pooled_leads` — every lead left in the
     pool, re-offered ones included, as {customer_id, tier, reason} (`pool_reason`); a re-offer that changes
     nothing writes no ledger row."""
-    exclude = exclude or {}
+    with bulk_work():  # a chunk's decisions and rows are alive together: collect cycles less often
+        return _allocate(conn, ctx, now, roster, leads, exclude or {}, kind, reason, chunk_rows, keep_decisions)
+
+
+def _allocate(conn, ctx, now, roster, leads, exclude, kind, reason, chunk_rows, keep_decisions) -> dict:
     take_rotation(conn)
     week = week_index(now, rotation_epoch(conn, ctx, now), ctx.policy)
     before = load_pointers(conn)
@@ -243,7 +249,7 @@ def _write(conn: Connection, now: dt.datetime, assignments: list[dict], owners: 
     update_rows(conn, ct, "id", owners)
     for k in range(0, len(to_pool_first), IN_LIST_ROWS):  # the same values for all: bounded IN lists
         conn.execute(ct.update().where(ct.c.id.in_(to_pool_first[k:k + IN_LIST_ROWS])).values(pooled_at=now))
-    insert_rows(conn, Pause.__table__, pauses)
+    pauses_store.append(conn, pauses)
     update_rows(conn, ReplacementDebt.__table__, "id", served)
 
 

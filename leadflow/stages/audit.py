@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
 from leadflow.clock import month_starts_between
 from leadflow.rules import sla as rules
@@ -15,23 +16,49 @@ from leadflow.stages.sla import load_records
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
 from leadflow.store.bulk import insert_rows
-from leadflow.store.models import Assignment, Breach, Customer, Person
+from leadflow.store.models import Activity, Assignment, Breach, Customer, Person
 
 STAGE = "monthly_audit"
 TICK = dt.timedelta(microseconds=1)
 EFFECTIVE = ("contact", "follow_up", "sales_step")
 
 
-def _holdings(conn: Connection, held_before: dt.datetime | None = None) -> list:
-    """Open salesperson holdings of customers still in play; an exchange restarts the holding (R-CONV-4).
-    `held_before`: only those held since before it (a scope for the audit: a newer holding cannot be listed)."""
-    q = (select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.started_at)
+def _candidates(conn: Connection, audit_at: dt.datetime,
+                policy) -> tuple[list[rules.Holding], list[rules.Record]]:
+    """The holdings the audit at `audit_at` can list (R-SLA-5), with their customers' effective records since the
+    quiet window's start, in one statement: open salesperson holdings of customers still in play (an exchange
+    restarts the holding, R-CONV-4; R-VAL-2 holds left out), held since before `audit_at` less the held days,
+    with no effective follow-up (`rules.EFFECTIVE_KINDS`) by the owner in the quiet window (audit_at less the
+    quiet days, audit_at].
+
+    Scope only, never wider than the rule: both bounds are elapsed time (UTC), as the rule counts them, so a
+    holding left out is one `rules.audit_listings` would not list; the rule still judges every candidate with
+    its records. Reading only the candidates is what keeps the audit near one statement's time: at 1 M open
+    leads most holdings were followed up, and reading them all into Python cost over 10x the statement (issue 10)."""
+    at = audit_at.astimezone(dt.timezone.utc)
+    quiet_from = at - dt.timedelta(days=policy.sla.audit_quiet_days)
+    kinds = sorted(rules.EFFECTIVE_KINDS)
+    followed = select(Activity.id).where(Activity.customer_id == Assignment.customer_id,
+                                         Activity.person_id == Assignment.person_id, Activity.kind.in_(kinds),
+                                         Activity.at > quiet_from, Activity.at <= at)
+    record = aliased(Activity)
+    q = (select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.started_at,
+                record.person_id, record.kind, record.at, record.recorded_at)
          .join(Customer, Customer.id == Assignment.customer_id)
+         .outerjoin(record, and_(record.customer_id == Assignment.customer_id, record.kind.in_(kinds),
+                                 record.at >= quiet_from))
          .where(Assignment.ended_at.is_(None), Assignment.kind != "manager",
-                Customer.status == "assigned", Customer.id.not_in(held_customers("sla_check"))))
-    if held_before is not None:
-        q = q.where(Assignment.started_at < held_before)
-    return [rules.Holding(*r) for r in conn.execute(q).all()]
+                Customer.status == "assigned", Customer.id.not_in(held_customers("sla_check")),
+                Assignment.started_at < at - dt.timedelta(days=policy.sla.audit_held_days),
+                ~followed.exists()))
+    holdings: dict[int, rules.Holding] = {}
+    records = []
+    for aid, cid, owner, since, person, kind, done, recorded in conn.execute(q):
+        if aid not in holdings:
+            holdings[aid] = rules.Holding(aid, cid, owner, since)
+        if kind is not None:  # one open holding per customer: each record comes once
+            records.append(rules.Record(cid, person, kind, done, recorded))
+    return list(holdings.values()), records
 
 
 def _listed_at(conn: Connection, audit_at: dt.datetime) -> set[str]:
@@ -59,11 +86,9 @@ def run_audit(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     for audit_at in month_starts_between(mark, upto, policy):
         if rules.enforcement("R-SLA-5", policy) == rules.OFF:
             continue
-        # scope only (the rule judges): a holding younger than the held days cannot be listed, and only
-        # effective follow-ups inside the quiet window can spare one
-        holdings = _holdings(conn, audit_at - dt.timedelta(days=policy.sla.audit_held_days))
-        quiet_from = audit_at - dt.timedelta(days=policy.sla.audit_quiet_days)
-        records = load_records(conn, sorted({h.customer_id for h in holdings}), rules.EFFECTIVE_KINDS, quiet_from)
+        # scope only (the rule judges): the holdings that can be listed, with their effective records since the
+        # quiet window's start (only those can spare one)
+        holdings, records = _candidates(conn, audit_at, policy)
         found = {f"{i.assignment_id}:R-SLA-5:{audit_at.date().isoformat()}": i
                  for i in rules.audit_listings(holdings, records, audit_at, policy)}
         done = _listed_at(conn, audit_at)

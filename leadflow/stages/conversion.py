@@ -107,12 +107,15 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
         for i in range(0, len(exempt), 5000):
             conn.execute(t.update().where(t.c.id.in_(exempt[i:i + 5000])).values(exempt=True))
     back.sort(key=lambda x: (x[0], x[1].assignment_id))
+    by_expiry: dict[dt.datetime, list[rules.ExpiryCase]] = {}
+    for expiry, case in back:  # grouped in one pass, in time order (not one scan of `back` per instant)
+        by_expiry.setdefault(expiry, []).append(case)
     results = []
-    for expiry in sorted({e for e, _ in back}):
-        cases = [c for e, c in back if e == expiry]
+    for expiry, cases in by_expiry.items():
         _bars(conn, ctx, [(c.person_id, c.tier) for c in cases], expiry)
+        # the customer's tier was read with the case (`load_cases`): take_back need not read it again
         results.append(take_back(conn, ctx, [{"assignment_id": c.assignment_id, "customer_id": c.customer_id,
-                                              "person_id": c.person_id,
+                                              "person_id": c.person_id, "tier": c.tier,
                                               "reason": f"conversion period of tier {c.tier} ended without a deal "
                                                         "or step 4"} for c in cases], expiry, "R-CONV-2",
                                  "conversion period ended without a deal or step 4"))

@@ -16,7 +16,7 @@ from leadflow.stages.context import StageContext
 from leadflow.stages.people import pause_person, suspend
 from leadflow.stages.reassign import end_assignments
 from leadflow.stages.roster import load_roster
-from leadflow.store import ledger
+from leadflow.store import ledger, references
 from leadflow.store.models import (
     Assignment, Claim, Customer, HelpAgreement, Misjudgment, Person, Registration, ReplacementDebt,
 )
@@ -120,9 +120,11 @@ def hand_on(conn: Connection, ctx: StageContext, customer_id: int, to: str, amou
         log.warning("hand-on of customer %s to %s refused: %s", customer_id, to, why)
         return {"handed_on": False, "reason": why}
     end_assignments(conn, [a["id"]], at, "handed_on")
-    conn.execute(Assignment.__table__.insert().values(
-        customer_id=customer_id, person_id=to, department_id=person.department, kind="hand_on", rule_id="R-ALLOC-3",
-        tier=tier, started_at=at, clock_start=at, exempt=False, bound=True, policy_version=ctx.policy.version))
+    row = {"customer_id": customer_id, "person_id": to, "department_id": person.department, "kind": "hand_on",
+           "rule_id": "R-ALLOC-3", "tier": tier, "started_at": at, "clock_start": at, "exempt": False, "bound": True,
+           "policy_version": ctx.policy.version}
+    references.check(conn, "assignments", [row])  # the owner's customer and department too (same ids)
+    conn.execute(Assignment.__table__.insert().values(**row))
     ct = Customer.__table__
     conn.execute(ct.update().where(ct.c.id == customer_id).values(
         owner_id=to, department_id=person.department, tier=tier, tiered_at=at,
@@ -164,6 +166,7 @@ def exchange(conn: Connection, ctx: StageContext, customer_a: int, customer_b: i
              "kind": "exchange", "rule_id": "R-CONV-4", "tier": x["tier"], "started_at": at,
              "clock_start": x["clock_start"], "exempt": x["exempt"], "bound": False,
              "retiered_at": x["retiered_at"], "policy_version": ctx.policy.version} for x, y in ((a, b), (b, a))]
+    references.check(conn, "assignments", rows)  # the owners' ids on the customers too (same ids)
     conn.execute(Assignment.__table__.insert(), rows)
     ct = Customer.__table__
     for r in rows:

@@ -11,7 +11,8 @@ from leadflow.rules import suspensions as rules
 from leadflow.rules.tiers import eligible_tiers
 from leadflow.stages.context import StageContext
 from leadflow.store import ledger
-from leadflow.store.models import Assignment, Customer, Department, Fine, Leave, Pause, Person, Suspension, Violation
+from leadflow.store import pauses as pauses_store
+from leadflow.store.models import Assignment, Customer, Department, Fine, Leave, Person, Suspension, Violation
 
 
 class OrgError(ValueError):
@@ -65,7 +66,7 @@ def pause_person(conn: Connection, ctx: StageContext, person_id: str, at: dt.dat
                  rule_id: str, reason: str) -> None:
     person = conn.execute(select(Person).where(Person.id == person_id)).one()
     rows = _pause_every_tier(person, at, rounds, rule_id, reason)
-    conn.execute(Pause.__table__.insert(), rows)
+    pauses_store.append(conn, rows)
     ledger.append(conn, [ledger.entry(at, rule_id, "pause", reason, person_id=person_id,
                                       explanation={"rounds": rounds, "tiers": [r["tier"] for r in rows]})],
                   ctx.policy.version, ctx.flow_run_id)

@@ -26,8 +26,9 @@ def end_assignments(conn: Connection, assignment_ids: list[int], at: dt.datetime
 def take_back(conn: Connection, ctx: StageContext, items: list[dict], now: dt.datetime, rule_id: str,
               reason: str, exclude_owner: bool = True) -> dict:
     """End each item's assignment (dicts: assignment_id, customer_id, person_id, optionally its own `reason`,
-    else `reason`) and re-allocate the leads by the normal rotation, in the order given, excluding the owner
-    each was taken from (unless `exclude_owner` is False): one roster load and one `allocate` for them all."""
+    else `reason`, and the customer's current `tier` when the caller read it) and re-allocate the leads by the
+    normal rotation, in the order given, excluding the owner each was taken from (unless `exclude_owner` is
+    False): one roster load and one `allocate` for them all, and a tier read only for items without one."""
     if not items:
         return {"taken_back": 0, "allocated": 0, "pooled": 0, "decisions": []}
     end_assignments(conn, [i["assignment_id"] for i in items if i["assignment_id"] is not None], now, rule_id)
@@ -40,8 +41,10 @@ def take_back(conn: Connection, ctx: StageContext, items: list[dict], now: dt.da
     ledger.append(conn, [ledger.entry(now, rule_id, "take_back", i.get("reason", reason),
                                       customer_id=i["customer_id"], from_person_id=i["person_id"]) for i in items],
                   ctx.policy.version, ctx.flow_run_id)
-    tiers = {cid: tier for chunk in chunks for cid, tier in conn.execute(select(ct.c.id, ct.c.tier)
-                                                                         .where(ct.c.id.in_(chunk)))}
+    tiers = {i["customer_id"]: i["tier"] for i in items if i.get("tier") is not None}
+    unread = sorted({i["customer_id"] for i in items} - set(tiers))
+    for k in range(0, len(unread), CHUNK):
+        tiers.update(conn.execute(select(ct.c.id, ct.c.tier).where(ct.c.id.in_(unread[k:k + CHUNK]))).all())
     leads = [{"id": i["customer_id"], "tier": tiers[i["customer_id"]], "pooled_at": None,
               "from_person": i["person_id"]} for i in items]
     exclude = {i["customer_id"]: frozenset({i["person_id"]}) for i in items if exclude_owner and i["person_id"]}

@@ -10,7 +10,8 @@ from sqlalchemy.engine import Connection
 from leadflow.policy import Policy
 from leadflow.rules.allocation import Candidate, Roster
 from leadflow.rules.suspensions import Interval, suspended_until
-from leadflow.store.models import Assignment, Bar, Customer, Department, Leave, Pause, Person, Suspension
+from leadflow.store import pauses as pauses_store
+from leadflow.store.models import Assignment, Bar, Customer, Department, Leave, Person, Suspension
 
 
 def load_suspensions(conn: Connection, kind: str, now: dt.datetime) -> dict[str, dt.datetime]:
@@ -25,13 +26,8 @@ def load_suspensions(conn: Connection, kind: str, now: dt.datetime) -> dict[str,
 
 
 def load_paused(conn: Connection) -> dict[str, dict[str, int]]:
-    rows = conn.execute(select(Pause.person_id, Pause.tier, func.sum(Pause.rounds))
-                        .group_by(Pause.person_id, Pause.tier)).all()
-    out: dict[str, dict[str, int]] = defaultdict(dict)
-    for person, tier, rounds in rows:
-        if rounds and rounds > 0:
-            out[person][tier] = int(rounds)
-    return out
+    """R-ALLOC-4: {person: {tier: paused rounds left}} (the balances kept beside the pause rows)."""
+    return pauses_store.balances(conn)
 
 
 def load_roster(conn: Connection, policy: Policy, now: dt.datetime) -> Roster:

@@ -16,6 +16,7 @@ from leadflow.stages.context import StageContext
 from leadflow.stages.marks import get_mark, set_mark
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
+from leadflow.store import pauses as pauses_store
 from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Activity, Assignment, Breach, Fine, Pause, Person
 
@@ -87,7 +88,8 @@ _NEXT_OBLIGATIONS = select(*_OBLIGATION_COLUMNS).where(
     Assignment.sla_settled == False, Assignment.bound.is_(True),  # noqa: E712 (indexable)
     Assignment.customer_id.not_in(held_customers(STAGE)))  # R-VAL-2
 _NEXT_OBLIGATIONS_UPTO = _NEXT_OBLIGATIONS.where(Assignment.started_at <= bindparam("upto"))
-_NEXT_RECORDS = select(Activity.customer_id, Activity.person_id, Activity.kind, Activity.at, Activity.recorded_at) \
+# (no `recorded_at`: when a record arrived decides nothing about when a breach falls due, and it is a date per row)
+_NEXT_RECORDS = select(Activity.customer_id, Activity.person_id, Activity.kind, Activity.at) \
     .where(Activity.customer_id.in_(bindparam("ids", expanding=True)),
            Activity.kind.in_(sorted(rules.KIND_FOR_RULE.values())), Activity.at >= bindparam("since"))
 _NEXT_BREACHED = select(Breach.assignment_id, Breach.rule_id).where(
@@ -175,7 +177,7 @@ def _write_breaches(conn: Connection, ctx: StageContext, found: list[rules.SlaBr
                                         explanation={"rounds": p.pause_rounds, "tiers": list(tiers)}))
     insert_rows(conn, Breach.__table__, breaches)
     insert_rows(conn, Fine.__table__, fines)
-    insert_rows(conn, Pause.__table__, pauses)
+    pauses_store.append(conn, pauses)
     ledger.append(conn, entries, policy.version, ctx.flow_run_id)
     return {"fines": len(fines), "pauses": len({r["source_key"] for r in pauses}),
             "recorded_only": len(found) - len(enforced)}
@@ -237,10 +239,15 @@ def revoke_disproved(conn: Connection, ctx: StageContext, customer_ids: list[int
 
 def _unrevoked(conn: Connection, customer_ids: list[int]) -> list[tuple[rules.SlaBreach, dt.datetime]]:
     """The customers' recorded, not revoked R-SLA-1..4 breaches, with their assignment's start."""
-    return [(rules.SlaBreach(*r[:5]), r[5]) for chunk in _chunks(customer_ids) for r in conn.execute(
-        select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.rule_id, Breach.at,
-               Assignment.started_at).join(Assignment, Assignment.id == Breach.assignment_id)
-        .where(Breach.customer_id.in_(chunk), Breach.rule_id.in_(CHECKED), Breach.revoked_at.is_(None)))]
+    return [(rules.SlaBreach(*r[:5]), r[5]) for chunk in _chunks(customer_ids)
+            for r in conn.execute(_UNREVOKED, {"ids": chunk})]
+
+
+# Built once: every delivery of records asks it (R-SLA-7), and building it cost more than running it.
+_UNREVOKED = (select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.rule_id, Breach.at,
+                     Assignment.started_at).join(Assignment, Assignment.id == Breach.assignment_id)
+              .where(Breach.customer_id.in_(bindparam("ids", expanding=True)), Breach.rule_id.in_(CHECKED),
+                     Breach.revoked_at.is_(None)))
 
 
 def _cancel_fines(conn: Connection, keys: list[str], as_of: dt.datetime) -> dict[str, float]:
@@ -281,7 +288,7 @@ def _withdraw_pauses(conn: Connection, ctx: StageContext, revoked: list[rules.Sl
                          "reason": f"pause withdrawn: {breach.rule_id} breach revoked by a late record",
                          "source_key": grant})
         out[breach_key(breach)].append({"grant": grant, "removed": removed, "used": used})
-    insert_rows(conn, Pause.__table__, rows)
+    pauses_store.append(conn, rows)
     return dict(out)
 
 

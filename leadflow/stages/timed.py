@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from leadflow import failpoints
 from leadflow.stages import audit, conversion, review, sla, validation
 from leadflow.stages.context import StageContext
-from leadflow.stages.marks import set_mark
+from leadflow.stages.marks import read_together, set_mark
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,23 @@ def _run_directly(name: str, at: dt.datetime, work: Callable[[], dict]) -> dict:
     return work()
 
 
+def _due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> list[tuple[dt.datetime, int, TimedStage]]:
+    """(instant, order, stage) of every stage due at or before `horizon` (each stage's earliest instant)."""
+    due = []
+    with read_together(conn):  # the stages' marks: one read, not one each
+        for i, stage in enumerate(TIMED_STAGES):
+            t = stage.next_due(conn, ctx, horizon)
+            if t is not None and t <= horizon:
+                due.append((t, i, stage))
+    return due
+
+
+def next_instant(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
+    """The earliest instant at or before `horizon` at which a time-driven stage falls due (what `catch_up` to
+    `horizon` would run first), or None when none does: a catch-up to any time up to `horizon` runs nothing."""
+    return min((t for t, _, _ in _due(conn, ctx, horizon)), default=None)
+
+
 def catch_up(ctx: StageContext, as_of: dt.datetime, limit: int = 100_000,
              runner: Callable[[str, dt.datetime, Callable[[], dict]], dict] | None = None) -> list[dict]:
     """Run each time-driven stage at every time it fell due up to `as_of`, earliest first (R-SLA-6).
@@ -71,11 +88,7 @@ def catch_up(ctx: StageContext, as_of: dt.datetime, limit: int = 100_000,
     validated: set[str] = set()
     for _ in range(limit):
         with ctx.engine.begin() as conn:
-            due = []
-            for i, stage in enumerate(TIMED_STAGES):
-                t = stage.next_due(conn, ctx, as_of)
-                if t is not None and t <= as_of:
-                    due.append((t, i, stage))
+            due = _due(conn, ctx, as_of)
             if not due:
                 return ran
             t, _, stage = min(due, key=lambda d: (d[0], d[1]))

@@ -31,13 +31,16 @@ def records_in_play(conn: Connection, scope: str = "open") -> list[int]:
     """Registrations of customers with an open assignment (`open`) or waiting in the pool (`pool`).
 
     Held records are among them: the stages' loaders leave held customers out, not this list."""
-    if scope == "pool":
-        q = select(Registration.id).join(Customer, Customer.id == Registration.customer_id).where(
-            Customer.status == "pool")
-    else:
-        q = select(Registration.id).join(Assignment, Assignment.customer_id == Registration.customer_id).where(
-            Assignment.ended_at.is_(None))
-    return sorted(set(conn.execute(q.where(Registration.status.in_(DECIDED))).scalars()))
+    return sorted(set(conn.execute(_IN_POOL if scope == "pool" else _IN_PLAY).scalars()))
+
+
+# Built once: every run asks them (the catch-up, the pool offer, the hold recheck).
+_IN_POOL = select(Registration.id).join(Customer, Customer.id == Registration.customer_id).where(
+    Customer.status == "pool", Registration.status.in_(DECIDED))
+_IN_PLAY = select(Registration.id).join(Assignment, Assignment.customer_id == Registration.customer_id).where(
+    Assignment.ended_at.is_(None), Registration.status.in_(DECIDED))
+_HOLDING_SUITES = select(ValidationHold.suite).where(ValidationHold.cleared_at.is_(None),
+                                                     ValidationHold.suite.in_(BATCH_SUITES)).distinct()
 
 
 def registrations_of(conn: Connection, customer_id: int) -> list[int]:
@@ -102,8 +105,7 @@ def recheck_holds(ctx: StageContext, at: dt.datetime) -> list[str]:
     """Run every batch suite that holds records on the records in play, so a fixed record is released at the
     next run even when none of its stages falls due (a held customer's own deadlines are out of the loaders)."""
     with ctx.engine.connect() as conn:
-        suites = sorted(set(conn.execute(select(ValidationHold.suite).where(
-            ValidationHold.cleared_at.is_(None), ValidationHold.suite.in_(BATCH_SUITES))).scalars()))
+        suites = sorted(set(conn.execute(_HOLDING_SUITES).scalars()))
         in_play = {s: records_in_play(conn, "pool" if s == "allocation" else "open") for s in suites}
     for suite in suites:
         check(ctx, suite, in_play[suite], at)
@@ -130,7 +132,15 @@ def open_holds(conn: Connection, suite: str | None = None, customer_id: int | No
 
 
 def _open(suite: str) -> Select:
-    return select(ValidationHold.id).where(ValidationHold.suite == suite, ValidationHold.cleared_at.is_(None))
+    """The suite's uncleared holds (their ids; callers pick the columns). Built once per suite: every run asks."""
+    q = _OPEN.get(suite)
+    if q is None:
+        q = _OPEN[suite] = select(ValidationHold.id).where(ValidationHold.suite == suite,
+                                                           ValidationHold.cleared_at.is_(None))
+    return q
+
+
+_OPEN: dict[str, Select] = {}
 
 
 def _customers_of(conn: Connection, ids: list[int]) -> dict[int, int | None]:

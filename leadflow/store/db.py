@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 from leadflow.privacy import mask_db_error
+from leadflow.store.bulk import json_text
 from leadflow.store.models import Base
 
 
@@ -40,7 +41,7 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
     """An engine for `url`; on PostgreSQL with `schema`, every connection works inside that schema."""
     parsed = make_url(driver_url(url))
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30}, hide_parameters=True, json_serializer=json_text)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "handle_error", mask_db_error)  # R-REG-7: no phone in a database error
         return engine
@@ -53,7 +54,8 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         args["options"] = f"-csearch_path={schema}"
     # values_plus_batch: executemany UPDATEs go as psycopg2 batches, not one round trip per row.
     engine = create_engine(parsed, connect_args=args, pool_pre_ping=True, executemany_mode="values_plus_batch",
-                           insertmanyvalues_page_size=5000, executemany_batch_page_size=2000, hide_parameters=True)
+                           insertmanyvalues_page_size=5000, executemany_batch_page_size=2000, hide_parameters=True,
+                           json_serializer=json_text)  # orjson, as COPY writes it (issue 10)
     event.listen(engine, "handle_error", mask_db_error)  # R-REG-7: no phone in a database error (DETAIL, params)
     return engine
 

@@ -79,7 +79,7 @@ class Registration(Base):
     status: Mapped[str] = mapped_column(String(16), default="staged")  # staged|accepted|attached|quarantined
     reasons: Mapped[list | None]
     dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(index=True)  # checked per batch (store.references)
     staged_at: Mapped[dt.datetime]
     decided_at: Mapped[dt.datetime | None]
 
@@ -94,8 +94,8 @@ class Customer(Base):
     target: Mapped[bool | None]
     channel: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))  # pool | assigned | converted | invalid
-    owner_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
-    department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"))
+    owner_id: Mapped[str | None] = mapped_column(String(64))  # checked per batch (store.references)
+    department_id: Mapped[str | None] = mapped_column(String(64))  # checked per batch
     self_found: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime]
     pooled_at: Mapped[dt.datetime | None]
@@ -112,7 +112,7 @@ class CustomerPhone(Base):
 
     __tablename__ = "customer_phones"
     phone: Mapped[str] = mapped_column(String(32), primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(index=True)  # checked per batch (store.references)
     relation: Mapped[str] = mapped_column(String(16))  # primary | alias | household
     linked_at: Mapped[dt.datetime]
 
@@ -122,9 +122,10 @@ class Assignment(Base):
 
     __tablename__ = "assignments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
-    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
-    department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"))
+    # references checked per batch, not per row (store.references)
+    customer_id: Mapped[int] = mapped_column(index=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    department_id: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(20))  # allocation|manager|hand_on|self|takeover|exchange|replacement
     rule_id: Mapped[str] = mapped_column(String(16))
     tier: Mapped[str] = mapped_column(String(16))
@@ -174,6 +175,16 @@ class Pause(Base):
     reason: Mapped[str] = mapped_column(Text)
     # the breach whose penalty granted it; on a row of rounds <= 0, the breach whose revocation withdrew it (R-SLA-7)
     source_key: Mapped[str | None] = mapped_column(String(200), index=True)
+
+
+class PauseBalance(Base):
+    """Each (person, tier)'s paused rounds: the sum of its `pauses` rows, added to by every write of them
+    (`leadflow.store.pauses`), so allocation reads a row per person and tier, not the whole history (issue 10)."""
+
+    __tablename__ = "pause_balances"
+    person_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rounds: Mapped[int]
 
 
 class Leave(Base):
@@ -340,7 +351,7 @@ class Ledger(Base):
     at: Mapped[dt.datetime] = mapped_column(index=True)
     rule_id: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(32))
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(index=True)  # checked per batch (store.references)
     person_id: Mapped[str | None] = mapped_column(String(64))
     from_person_id: Mapped[str | None] = mapped_column(String(64))
     department_id: Mapped[str | None] = mapped_column(String(64))

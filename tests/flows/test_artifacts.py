@@ -54,12 +54,12 @@ def _file(folder: Path, name: str, rows: list[str]) -> str:
 
 def _pause(person: str, tier: str, rounds: int = 5) -> None:
     """A pause on record (R-ALLOC-4), as an SLA penalty would have left it."""
-    from leadflow.store.models import Pause
+    from leadflow.store import pauses
     from tasks.context import stage_ctx
 
     with stage_ctx().engine.begin() as conn:
-        conn.execute(Pause.__table__.insert().values(person_id=person, tier=tier, rounds=rounds, at=MONDAY,
-                                                     rule_id="R-SUSP-5", reason="test: no first contact"))
+        pauses.append(conn, [dict(person_id=person, tier=tier, rounds=rounds, at=MONDAY, rule_id="R-SUSP-5",
+                                  reason="test: no first contact")])
 
 
 def _artifacts(state) -> list[dict]:

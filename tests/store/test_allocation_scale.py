@@ -21,7 +21,8 @@ from leadflow.stages.context import StageContext
 from leadflow.stages.people import load_org
 from leadflow.stages.roster import load_roster
 from leadflow.store.bulk import insert_rows
-from leadflow.store.models import Customer, Ledger, Pause, ReplacementDebt
+from leadflow.store import pauses
+from leadflow.store.models import Customer, Ledger, ReplacementDebt
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 TIERS = ("A", "B", "C", "D", "below_d", "C", "D", "unclassified", "non_target", "B")
@@ -32,7 +33,7 @@ def _store(engine, leads: int, tier: str | None = None) -> StageContext:
     with engine.begin() as conn:
         load_org(conn, o["departments"], o["people"])
         _pool(conn, leads, tier)
-        conn.execute(Pause.__table__.insert(), [  # s106 (grade C) and s209 (grade D) paused (R-ALLOC-4)
+        pauses.append(conn, [  # s106 (grade C) and s209 (grade D) paused (R-ALLOC-4)
             {"person_id": "s106", "tier": "C", "rounds": 1, "at": NOW, "rule_id": "R-ALLOC-4", "reason": "t"},
             {"person_id": "s209", "tier": "D", "rounds": 2, "at": NOW, "rule_id": "R-ALLOC-4", "reason": "t"}])
         conn.execute(ReplacementDebt.__table__.insert(), [  # owed ahead of the rotation (R-ALLOC-6)

@@ -1,0 +1,95 @@
+"""References of the high-volume tables, checked per batch instead of per row (issue 10, migration 0007).
+
+A foreign key checks each written row on its own: a lookup and a row lock on the referenced row, about 10 µs, nine
+times per lead on its way in. The rows referenced here are never deleted (customers stay; a person who leaves is
+marked departed, R-CONV-6; departments stay), so what a foreign key guarantees reduces to "every id written
+exists". `check` proves that for a whole bulk write with one statement per referenced table, inside the writer's
+transaction: a write naming a missing id fails (`MissingReference`, one sentence) and the transaction with it.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+# table -> {column: referenced table (by its `id`)}: the references migration 0007 took out of the schema
+CHECKED: dict[str, dict[str, str]] = {
+    "registrations": {"customer_id": "customers"},
+    "customers": {"owner_id": "people", "department_id": "departments"},
+    "customer_phones": {"customer_id": "customers"},
+    "assignments": {"customer_id": "customers", "person_id": "people", "department_id": "departments"},
+    "ledger": {"customer_id": "customers"},
+}
+
+_IN_LIST = 5000  # values per IN list on SQLite (each is a bound variable)
+
+
+class MissingReference(ValueError):
+    """A write names a customer, person or department that does not exist. The message is one sentence with
+    the table, the column and up to three of the missing ids (ids only: never a phone)."""
+
+
+def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
+    """Raise MissingReference when a row of `rows` (about to be, or just, written to `table` in this
+    transaction) names an id absent from the referenced table. `rows`: mappings with the same keys; the
+    columns of CHECKED[table] among them are checked, None allowed. Nothing for a table without checked
+    references. One statement, whatever the number of rows and referenced tables."""
+    refs = CHECKED.get(table)
+    if not refs:
+        return
+    rows = rows if isinstance(rows, list) else list(rows)
+    if not rows:
+        return
+    wanted: dict[str, tuple[str, set]] = {}
+    for column, referred in refs.items():
+        if column not in rows[0]:
+            continue
+        values = {r[column] for r in rows}
+        values.discard(None)
+        if values:
+            _, seen = wanted.setdefault(referred, (column, set()))
+            seen.update(values)
+    if not wanted:
+        return
+    counts = conn.execute(select(*(_count(conn, referred, values) for referred, (_, values) in wanted.items()))).one()
+    for (referred, (column, values)), count in zip(wanted.items(), counts):
+        if count != len(values):
+            missing = sorted(values - _found(conn, referred, values), key=str)[:3]
+            raise MissingReference(f"{table}.{column} names {referred} that do not exist: "
+                                   f"{', '.join(map(str, missing))}.")
+
+
+def _count(conn: Connection, referred: str, values: set):
+    """How many of `values` are ids of `referred`, as a scalar subquery (all of a write's referenced tables are
+    counted in one statement). Integer ids with no gap (a batch's new customers, the pool offered oldest first)
+    are one range of the primary key's index; on PostgreSQL other values are one array parameter; on SQLite IN
+    lists of a few thousand values (each a bound variable)."""
+    column = _id(conn, referred)
+    if all(v.__class__ is int for v in values):
+        low, high = min(values), max(values)
+        if high - low + 1 == len(values):
+            return select(func.count()).where(column.between(low, high)).scalar_subquery()
+    items = list(values)
+    if conn.dialect.name == "postgresql":
+        array = postgresql.ARRAY(column.type)
+        return select(func.count()).where(column == any_(bindparam(None, items, type_=array))).scalar_subquery()
+    parts = [select(func.count()).where(column.in_(items[i:i + _IN_LIST])).scalar_subquery()
+             for i in range(0, len(items), _IN_LIST)]
+    return parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])
+
+
+def _found(conn: Connection, referred: str, values: set) -> set:
+    column = _id(conn, referred)
+    items = list(values)
+    found: set = set()
+    for i in range(0, len(items), _IN_LIST):
+        found.update(conn.execute(select(column).where(column.in_(items[i:i + _IN_LIST]))).scalars())
+    return found
+
+
+def _id(conn: Connection, referred: str):
+    from leadflow.store.models import Base
+
+    return Base.metadata.tables[referred].c.id

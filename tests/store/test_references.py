@@ -1,0 +1,116 @@
+"""Issue 10: the high-volume tables' references are checked per bulk write, not by a foreign key per row
+(migration 0007). A write naming a customer, person or department that does not exist still fails, and its
+transaction with it, on SQLite and PostgreSQL alike."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from leadflow.stages.people import load_org
+from leadflow.store import ledger
+from leadflow.store.bulk import COPY_THRESHOLD, insert_rows, update_rows
+from leadflow.store.models import Assignment, Customer, Ledger
+from leadflow.store.references import CHECKED, MissingReference, check
+
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+def _store(conn, customers: int = 3) -> list[int]:
+    load_org(conn, [{"id": "d1"}], [{"id": "s1", "department": "d1", "role": "sales", "grade": "A", "rank": 1}])
+    ids = []
+    for i in range(customers):
+        ids.append(conn.execute(Customer.__table__.insert().values(
+            ref=f"c{i}", tier="A", channel="hotline", status="pool", created_at=T0)).inserted_primary_key[0])
+    return ids
+
+
+def _assignment(cid, person="s1", dept="d1"):
+    return {"customer_id": cid, "person_id": person, "department_id": dept, "kind": "allocation",
+            "rule_id": "R-ALLOC-2", "tier": "A", "started_at": T0, "clock_start": T0, "policy_version": "test"}
+
+
+@pytest.mark.parametrize("size", [2, COPY_THRESHOLD + 10], ids=["few rows", "COPY"])
+def test_r_alloc_7_an_assignment_for_a_customer_that_does_not_exist_is_refused_with_its_batch(store_engine, size):
+    with store_engine.begin() as conn:
+        ids = _store(conn)
+    rows = [_assignment(ids[i % len(ids)]) for i in range(size - 1)] + [_assignment(999_999)]
+    for i, r in enumerate(rows):  # one open assignment per customer: the others are ended
+        r["ended_at"] = None if i == len(rows) - 1 else T0
+    with pytest.raises(MissingReference, match=r"assignments\.customer_id .*999999"):
+        with store_engine.begin() as conn:
+            insert_rows(conn, Assignment.__table__, rows)
+    with store_engine.connect() as conn:  # nothing of the batch was kept
+        assert conn.execute(select(func.count()).select_from(Assignment)).scalar() == 0
+
+
+def test_r_alloc_2_an_assignment_to_a_person_or_department_not_in_the_org_chart_is_refused(store_engine):
+    with store_engine.begin() as conn:
+        ids = _store(conn)
+    for bad, field in ((_assignment(ids[0], person="nobody"), "person_id"),
+                       (_assignment(ids[0], dept="nowhere"), "department_id")):
+        with pytest.raises(MissingReference, match=field):
+            with store_engine.begin() as conn:
+                insert_rows(conn, Assignment.__table__, [bad])
+
+
+def test_r_alloc_7_a_ledger_entry_for_an_unknown_customer_is_refused(store_engine):
+    with store_engine.begin() as conn:
+        ids = _store(conn)
+    entries = [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=c) for c in ids]
+    with store_engine.begin() as conn:  # the known ones and a customer-less entry go in
+        ledger.append(conn, entries + [ledger.entry(T0, "R-VAL-2", "quarantine", "y")], "v", None)
+    with pytest.raises(MissingReference, match="ledger.customer_id"):
+        with store_engine.begin() as conn:
+            ledger.append(conn, [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=-5)], "v", None)
+    with store_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Ledger)).scalar() == len(ids) + 1
+
+
+def test_r_alloc_2_an_owner_set_on_customers_in_bulk_must_be_in_the_org_chart(store_engine):
+    with store_engine.begin() as conn:
+        ids = _store(conn)
+    with pytest.raises(MissingReference, match="customers.owner_id"):
+        with store_engine.begin() as conn:
+            update_rows(conn, Customer.__table__, "id", [{"id": ids[0], "owner_id": "ghost", "department_id": "d1"}])
+    with store_engine.begin() as conn:
+        update_rows(conn, Customer.__table__, "id", [{"id": i, "owner_id": "s1", "department_id": "d1"} for i in ids])
+        assert set(conn.execute(select(Customer.owner_id)).scalars()) == {"s1"}
+
+
+def test_issue10_the_checked_references_have_no_per_row_foreign_key_left(store_engine):
+    """What migration 0007 took out is exactly what `references.CHECKED` checks, and nothing else."""
+    inspector = inspect(store_engine)
+    for table, refs in CHECKED.items():
+        keys = {fk["constrained_columns"][0] for fk in inspector.get_foreign_keys(table)}
+        assert not keys & set(refs), table
+
+
+def test_check_is_one_statement_whatever_the_rows_and_referenced_tables(store_engine):
+    from sqlalchemy import event
+
+    with store_engine.begin() as conn:
+        ids = _store(conn, customers=5)
+    statements = []
+    event.listen(store_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    with store_engine.connect() as conn:
+        check(conn, "assignments", [_assignment(ids[i % 5]) for i in range(2000)])
+        check(conn, "assignments", [_assignment(c) for c in range(1, 6)] * 2)  # dense ids: one range read
+    assert len(statements) == 2  # per call: customers, people and departments counted together
+
+
+def test_r_alloc_7_a_missing_customer_is_found_among_thousands_of_scattered_ones(store_engine):
+    """Beyond one IN list on SQLite (several counted together), one array on PostgreSQL."""
+    with store_engine.begin() as conn:
+        _store(conn, customers=0)
+        conn.execute(Customer.__table__.insert(), [{"ref": f"c{i}", "tier": "A", "channel": "hotline",
+                                                    "status": "pool", "created_at": T0} for i in range(12_001)])
+        ids = list(conn.execute(select(Customer.id).order_by(Customer.id)).scalars())
+    scattered = ids[::2]  # gaps: not one range
+    entries = [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=c) for c in scattered]
+    with store_engine.begin() as conn:
+        check(conn, "ledger", entries)  # all there: no error
+    with pytest.raises(MissingReference, match=str(ids[-1] + 7)):
+        with store_engine.begin() as conn:
+            check(conn, "ledger", entries + [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=ids[-1] + 7)])

@@ -11,6 +11,7 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-05
 """
+import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
@@ -41,15 +42,20 @@ def _by_table():
 
 
 def upgrade() -> None:
-    sqlite = op.get_bind().dialect.name == "sqlite"
+    bind = op.get_bind()
+    sqlite = bind.dialect.name == "sqlite"
+    inspector = sa.inspect(bind)
     for table, refs in _by_table().items():
+        # a key's name as the database has it: PostgreSQL's default, or the one `downgrade` gave it; an unnamed
+        # SQLite key gets the batch naming convention's
+        names = {fk["constrained_columns"][0]: fk.get("name") for fk in inspector.get_foreign_keys(table)}
         if sqlite:
             with op.batch_alter_table(table, naming_convention=_SQLITE_NAMES) as batch:
                 for column, referred in refs:
-                    batch.drop_constraint(f"fk_{table}_{column}_{referred}", type_="foreignkey")
+                    batch.drop_constraint(names.get(column) or f"fk_{table}_{column}_{referred}", type_="foreignkey")
         else:
             for column, _ in refs:
-                op.drop_constraint(f"{table}_{column}_fkey", table, type_="foreignkey")
+                op.drop_constraint(names.get(column) or f"{table}_{column}_fkey", table, type_="foreignkey")
 
 
 def downgrade() -> None:

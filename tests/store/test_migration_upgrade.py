@@ -1,0 +1,127 @@
+"""Issue 10: a store holding data upgrades from 0006 (foreign keys on the high-volume tables, no pause balances) to
+the newest schema on SQLite and PostgreSQL, keeping every row; on SQLite batch mode rebuilds tables that other
+tables reference, which foreign keys on would refuse (found by the fresh-clone trial)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from alembic import command
+from sqlalchemy import func, inspect, select, text
+
+from leadflow.store.db import make_engine
+from leadflow.store.migrate import alembic_config
+from leadflow.store.models import PauseBalance
+from leadflow.store.references import CHECKED
+
+T0 = dt.datetime(2026, 3, 2, 1, 0)
+TABLES = ("departments", "people", "customers", "customer_phones", "registrations", "assignments", "activities",
+          "pauses", "ledger")
+
+
+def _fill(conn) -> None:
+    """A little of everything the dropped keys and the balances touch, written as a 0006 store held it."""
+    conn.execute(text("INSERT INTO departments (id, name, position) VALUES ('d1', 'd1', 0)"))
+    conn.execute(text("INSERT INTO people (id, department_id, role, grade, rank, active) VALUES "
+                      "('s1', 'd1', 'sales', 'C', 1, true), ('s2', 'd1', 'sales', 'C', 2, true)"))
+    for i in (1, 2, 3):
+        conn.execute(text("INSERT INTO customers (id, tier, channel, status, owner_id, department_id, self_found, "
+                          "created_at) VALUES (:i, 'C', 'hotline', 'assigned', 's1', 'd1', false, :t)"),
+                     {"i": i, "t": T0})
+        conn.execute(text("INSERT INTO customer_phones (phone, customer_id, relation, linked_at) "
+                          "VALUES (:p, :i, 'primary', :t)"), {"p": f"1380013800{i}", "i": i, "t": T0})
+        conn.execute(text("INSERT INTO registrations (batch_id, row_number, phone_kind, amount_status, status, "
+                          "staged_at, customer_id, by_known) VALUES ('b', :i, 'mobile', 'ok', 'accepted', :t, :i, true)"),
+                     {"i": i, "t": T0})
+        conn.execute(text("INSERT INTO assignments (customer_id, person_id, department_id, kind, rule_id, tier, "
+                          "started_at, clock_start, exempt, bound, policy_version) VALUES "
+                          "(:i, 's1', 'd1', 'allocation', 'R-ALLOC-2', 'C', :t, :t, false, true, 'v')"),
+                     {"i": i, "t": T0})
+        conn.execute(text("INSERT INTO activities (customer_id, person_id, kind, at, recorded_at) "
+                          "VALUES (:i, 's1', 'contact', :t, :t)"), {"i": i, "t": T0})
+        conn.execute(text("INSERT INTO ledger (at, rule_id, action, customer_id, reason, policy_version, recorded_at)"
+                          " VALUES (:t, 'R-ALLOC-2', 'allocate', :i, 'x', 'v', :t)"), {"i": i, "t": T0})
+    conn.execute(text("INSERT INTO pauses (person_id, tier, rounds, at, rule_id, reason) VALUES "
+                      "('s1', 'C', 3, :t, 'R-SUSP-5', 'g'), ('s1', 'C', -1, :t, 'R-ALLOC-4', 'u'), "
+                      "('s1', 'D', 2, :t, 'R-SUSP-5', 'g'), ('s2', 'C', 1, :t, 'R-SUSP-5', 'g'), "
+                      "('s2', 'C', -1, :t, 'R-ALLOC-4', 'u')"), {"t": T0})
+
+
+def _counts(engine) -> dict:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in TABLES}
+
+
+def test_issue10_a_0006_store_with_data_upgrades_keeping_every_row_with_balances_equal_to_the_pauses(database_url):
+    url, schema = database_url
+    engine = make_engine(url, schema=schema)
+    cfg = alembic_config(url)
+    if schema:  # the migrations run inside the test's schema, as `leadflow db upgrade` does inside its database
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0006")
+            _fill(conn)
+            command.upgrade(cfg, "head")
+    else:
+        command.upgrade(cfg, "0006")
+        with engine.begin() as conn:
+            _fill(conn)
+        before = _counts(engine)
+        command.upgrade(cfg, "head")  # the CLI's way: its own engine, foreign keys off while it runs
+        assert _counts(engine) == before
+        with engine.connect() as conn:  # the app's connections have them on again, and nothing dangles
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    with engine.connect() as conn:
+        balances = {(p, t): n for p, t, n in conn.execute(select(PauseBalance.person_id, PauseBalance.tier,
+                                                                 PauseBalance.rounds))}
+        sums = {(p, t): n for p, t, n in conn.execute(text(
+            "SELECT person_id, tier, SUM(rounds) FROM pauses GROUP BY person_id, tier"))}
+        assert balances == sums == {("s1", "C"): 2, ("s1", "D"): 2, ("s2", "C"): 0}
+        assert conn.execute(select(func.count()).select_from(PauseBalance)).scalar() == 3
+    inspector = inspect(engine)
+    for table, refs in CHECKED.items():
+        assert not {fk["constrained_columns"][0] for fk in inspector.get_foreign_keys(table)} & set(refs), table
+    assert {fk["referred_table"] for fk in inspector.get_foreign_keys("activities")} == {"customers", "people",
+                                                                                          "events"}
+    engine.dispose()
+
+
+def test_issue10_sqlite_a_failed_migration_changes_nothing_and_leaves_no_copy_behind(tmp_path):
+    """A row naming a customer that does not exist (possible only by hand with keys off) is found before the
+    commit: the upgrade refuses in one sentence and the store stays at 0006, with no `_alembic_tmp_` table."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = alembic_config(url)
+    command.upgrade(cfg, "0006")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        _fill(conn)
+    raw = engine.raw_connection()
+    try:  # an activity naming customer 99 (SQLite lets it in with the keys off on this connection)
+        raw.execute("PRAGMA foreign_keys=OFF")
+        raw.execute("INSERT INTO activities (customer_id, person_id, kind, at, recorded_at) "
+                    "VALUES (99, 's1', 'contact', '2026-03-02 01:00:00', '2026-03-02 01:00:00')")
+        raw.commit()
+    finally:
+        raw.close()
+    from leadflow.store.db import StoreError
+
+    with pytest.raises(StoreError, match="activities naming rows of customers that do not exist"):
+        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+        names = [r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))]
+        assert not [n for n in names if n.startswith("_alembic_tmp")] and "pause_balances" not in names
+    engine.dispose()
+
+
+def test_issue10_sqlite_downgrade_to_0006_and_upgrade_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'round.db'}"
+    cfg = alembic_config(url)
+    command.upgrade(cfg, "head")
+    command.downgrade(cfg, "0006")
+    command.upgrade(cfg, "head")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+    engine.dispose()

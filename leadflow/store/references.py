@@ -3,8 +3,8 @@
 A foreign key checks each written row on its own: a lookup and a row lock on the referenced row, about 10 µs, nine
 times per lead on its way in. The rows referenced here are never deleted (customers stay; a person who leaves is
 marked departed, R-CONV-6; departments stay), so what a foreign key guarantees reduces to "every id written
-exists". `check` proves that for a whole bulk write with one statement per referenced table, inside the writer's
-transaction: a write naming a missing id fails (`MissingReference`, one sentence) and the transaction with it.
+exists". `check` proves that for a whole bulk write with one statement for every referenced table, inside the
+writer's transaction: a write naming a missing id fails (`MissingReference`, one sentence) and the transaction with it.
 """
 from __future__ import annotations
 

@@ -319,7 +319,7 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
         timings["allocate"] += tick_() - t0
         return {**{k: earlier[k] for k in totals}, "allocation": allocation_, "batches": earlier["batches"],
                 "errors": [], "already_registered": True, "docs": None, "as_of": out["as_of"], "timings": timings}
-    chunks = intake.file_chunks(registration_rows(path), size)
+    chunks = intake.read_ahead(intake.file_chunks(registration_rows(path), size))  # the next read as this one runs
     every_earlier = True
     while True:
         t0 = tick_()

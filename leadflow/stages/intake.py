@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import any_, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql
@@ -118,9 +120,10 @@ def _jsonable(raw: dict) -> dict:
 
 
 def stage_rows(conn: Connection, ctx: StageContext, batch_id: str, source: str, rows: list[dict],
-               now: dt.datetime, digest: str | None = None) -> int:
+               now: dt.datetime, digest: str | None = None, keep: list | None = None) -> int:
     """Write the batch's rows as `staged` registrations in bulk (one COPY on PostgreSQL); a rerun of the same
-    batch re-stages. Returns the number of rows staged."""
+    batch re-stages. Returns the number of rows staged. `keep`, when given, gets each staged row's
+    `_DECIDE_COLUMNS` (a dict, with its new id) in row order: what `decide` would read back."""
     rt = Registration.__table__
     conn.execute(rt.delete().where(rt.c.batch_id == batch_id, rt.c.status == "staged"))
     claim(conn, IntakeBatch.__table__, {"id": batch_id, "source": source, "digest": digest, "rows_in": len(rows),
@@ -129,7 +132,19 @@ def stage_rows(conn: Connection, ctx: StageContext, batch_id: str, source: str, 
     cache: dict = {}  # the batch's repeated values (channels, amounts, people) are judged once
     # normalised as COPY sends them (PostgreSQL): the server inserts while the next rows are normalised
     records = (normalise_row(r, ctx, known, batch_id, now, cache) for r in rows)
-    return len(insert_with_ids(conn, rt, records, len(rows)))
+    if keep is None:
+        return len(insert_with_ids(conn, rt, records, len(rows)))
+    pick = operator.itemgetter(*_DECIDE_COLUMNS[1:])  # (the full records are not kept: their raw cells are
+    slim: list[tuple] = []                            # most of a batch's memory)
+
+    def kept(records):
+        for record in records:
+            slim.append(pick(record))
+            yield record
+
+    ids = insert_with_ids(conn, rt, kept(records), len(rows))
+    keep.extend(dict(zip(_DECIDE_COLUMNS, (rid, *values))) for rid, values in zip(ids, slim, strict=True))
+    return len(ids)
 
 
 def insert_with_ids(conn: Connection, table, rows: Iterable[dict], count: int | None = None) -> list[int]:
@@ -179,16 +194,20 @@ _DECIDE_COLUMNS = ("id", "row_number", "ref", "name", "channel", "external_ref",
 
 
 def decide(conn: Connection, ctx: StageContext, batch_id: str, quarantined: dict[int, list[str]],
-           now: dt.datetime) -> dict:
+           now: dt.datetime, staged: list[dict] | None = None) -> dict:
     """Accept, attach or quarantine every staged row of the batch, in row order; write in bulk.
 
     R-REG-4 (a repeated delivery attaches, claiming no second key), R-REG-5 (a known phone attaches), R-TIER-1
     (a new customer is tiered), R-REG-8 / R-DISP-7 (self-found leads), R-VAL-2 (the gate's quarantine). Reads
     are set-based and writes bulk (COPY / one UPDATE … FROM on PostgreSQL): the statements do not grow with
-    the rows. Returns {"rows_in", "accepted", "attached", "quarantined", "new_customers": [ids]}."""
+    the rows. `staged`: the batch's staged rows as `stage_rows(keep=…)` gave them, when this process staged it
+    (else they are read back). Returns {"rows_in", "accepted", "attached", "quarantined", "new_customers": [ids]}."""
     rt = Registration.__table__
-    rows = [dict(r) for r in conn.execute(select(*(rt.c[c] for c in _DECIDE_COLUMNS)).where(
-        rt.c.batch_id == batch_id, rt.c.status == "staged").order_by(rt.c.row_number, rt.c.id)).mappings()]
+    if staged is not None:
+        rows = sorted(staged, key=operator.itemgetter("row_number", "id"))
+    else:
+        rows = [dict(r) for r in conn.execute(select(*(rt.c[c] for c in _DECIDE_COLUMNS)).where(
+            rt.c.batch_id == batch_id, rt.c.status == "staged").order_by(rt.c.row_number, rt.c.id)).mappings()]
     passed = [r for r in rows if r["id"] not in quarantined]
     for r in passed:
         r["key"] = dedupe_key(r)
@@ -227,9 +246,17 @@ def decide(conn: Connection, ctx: StageContext, batch_id: str, quarantined: dict
 
 
 def _existing_keys(conn: Connection, keys: list[str]) -> dict[str, int]:
-    """R-REG-4: {dedupe key: customer id} of the keys already claimed."""
+    """R-REG-4: {dedupe key: customer id} of the keys already claimed.
+
+    In sorted slices of _KEY_PROBES: a whole batch's keys in one array make the planner read every registration
+    (a sequential scan, its cost growing with the store: 0.2 s at 300,000 rows, a gigabyte at a million); a
+    slice is looked up in the unique index, whatever the store's size."""
     rt = Registration.__table__
-    return dict(_in_chunks(conn, select(rt.c.dedupe_key, rt.c.customer_id), rt.c.dedupe_key, keys))
+    return dict(_in_chunks(conn, select(rt.c.dedupe_key, rt.c.customer_id), rt.c.dedupe_key, sorted(set(keys)),
+                           pg_size=_KEY_PROBES))
+
+
+_KEY_PROBES = 10_000
 
 
 def _customers_by_phone(conn: Connection, phones: list[str]) -> dict[str, int]:
@@ -280,14 +307,16 @@ def _assign_self_found(conn, ctx, own, depts, now):
 EFFECTIVE = ("contact", "follow_up", "sales_step")  # an effective follow-up (R-SLA-5, R-DISP-1)
 
 
-def _in_chunks(conn: Connection, query, column, values: list, size: int = 5000):
-    """The rows of `query` where `column` is among `values`: on PostgreSQL one statement with the values as one
-    array parameter (an IN list of thousands of parameters costs more to send and parse than to look up);
-    elsewhere a few thousand values per statement (SQLite binds each as a variable)."""
+def _in_chunks(conn: Connection, query, column, values: list, size: int = 5000, pg_size: int | None = None):
+    """The rows of `query` where `column` is among `values`: on PostgreSQL the values as one array parameter per
+    statement (an IN list of thousands of parameters costs more to send and parse than to look up), all in one
+    or `pg_size` at a time; elsewhere a few thousand values per statement (SQLite binds each as a variable)."""
     if conn.dialect.name == "postgresql":
-        if values:
-            array = postgresql.ARRAY(column.type)
-            yield from conn.execute(query.where(column == any_(bindparam("values", list(values), type_=array))))
+        size = pg_size or max(len(values), 1)
+        array = postgresql.ARRAY(column.type)
+        for i in range(0, len(values), size):
+            yield from conn.execute(query.where(column == any_(bindparam("values", list(values[i:i + size]),
+                                                                         type_=array))))
         return
     for i in range(0, len(values), size):
         yield from conn.execute(query.where(column.in_(values[i:i + size])))
@@ -406,21 +435,22 @@ def run_intake(ctx: StageContext, batch_id: str, source: str, rows: list[dict], 
     timings = {} if timings is None else timings
     with bulk_work():  # the batch's rows are alive throughout: collect cycles less often (leadflow.memory)
         t0 = time.perf_counter()
+        staged: list[dict] = []  # what deciding reads of the rows, kept as they are staged: not read back
         with ctx.engine.begin() as conn:
-            stage_rows(conn, ctx, batch_id, source, rows, now, digest)
+            stage_rows(conn, ctx, batch_id, source, rows, now, digest, keep=staged)
         failpoints.hit("intake.staged")
         t1 = time.perf_counter()
         gate = ctx.gate("intake", batch_id=batch_id)
         t2 = time.perf_counter()
         try:
-            return settle(ctx, batch_id, gate, now)
+            return settle(ctx, batch_id, gate, now, staged)
         finally:
             t3 = time.perf_counter()
             for step, seconds in (("stage", t1 - t0), ("gate", t2 - t1), ("decide", t3 - t2)):
                 timings[step] = timings.get(step, 0.0) + seconds
 
 
-def settle(ctx: StageContext, batch_id: str, gate, now: dt.datetime) -> dict:
+def settle(ctx: StageContext, batch_id: str, gate, now: dt.datetime, staged: list[dict] | None = None) -> dict:
     """Decide the gated batch and mark it finished, in one transaction; a batch broken as a whole is
     quarantined and fails (R-VAL-3). Its new leads wait in the pool for the engine's offer (R-ALLOC-5),
     which every later run repeats: their allocation never depends on this file being delivered again."""
@@ -431,7 +461,7 @@ def settle(ctx: StageContext, batch_id: str, gate, now: dt.datetime) -> dict:
         earlier = previous_summary(conn, batch_id)  # a retry after a commit whose answer was lost
         if earlier is not None:
             return {**earlier, "docs": gate.docs_path}
-        summary = decide(conn, ctx, batch_id, quarantined, now)
+        summary = decide(conn, ctx, batch_id, quarantined, now, staged)
         finish_batch(conn, batch_id, summary, now)
     failpoints.hit("intake.decided")
     refresh_statistics(ctx.engine, summary["rows_in"])
@@ -487,6 +517,24 @@ def file_chunks(rows, size: int):
         chunk.append(row)
     if chunk:
         yield number + 1, True, chunk
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator):
+    """The items of `items`, each next one read in a background thread while the caller works on the one before
+    (issue 10: a file's next chunk is read and parsed while the database inserts this one; the reader takes the
+    interpreter while the run waits on the server). At most one item is read ahead. An exception the reading
+    raises is raised here, at the item it stopped at."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadflow-read-ahead") as pool:
+        pending = pool.submit(next, items, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = pool.submit(next, items, _END)
+            yield item
 
 
 # The tables a registration batch grows that the next runs join (the pool offer: registrations of pooled

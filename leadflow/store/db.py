@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from leadflow.privacy import mask_db_error
 from leadflow.store.bulk import json_text
-from leadflow.store.models import Base
+from leadflow.store.models import UNSAMPLED_REGISTRATION_COLUMNS, Base
 
 
 class StoreError(RuntimeError):
@@ -88,8 +88,13 @@ def drop_schema(admin_url: str, name: str) -> None:
 
 
 def create_all(engine: Engine) -> None:
-    """Create every table directly (fresh replay databases); real databases use the migrations."""
+    """Create every table directly (fresh replay databases); real databases use the migrations (the same
+    statistics targets as migration 0009 on PostgreSQL)."""
     Base.metadata.create_all(engine)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            for column in UNSAMPLED_REGISTRATION_COLUMNS:
+                conn.exec_driver_sql(f'ALTER TABLE registrations ALTER COLUMN "{column}" SET STATISTICS 0')
 
 
 @contextmanager

@@ -35,7 +35,8 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
     """Raise MissingReference when a row of `rows` (about to be, or just, written to `table` in this
     transaction) names an id absent from the referenced table. `rows`: mappings with the same keys; the
     columns of CHECKED[table] among them are checked, None allowed. Nothing for a table without checked
-    references. One statement, whatever the number of rows and referenced tables."""
+    references. One statement, whatever the number of rows and referenced tables (a second only when a run
+    of ids has a gap in the table: `_counts`)."""
     refs = CHECKED.get(table)
     if not refs:
         return
@@ -53,25 +54,63 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
             seen.update(values)
     if not wanted:
         return
-    counts = conn.execute(select(*(_count(conn, referred, values) for referred, (_, values) in wanted.items()))).one()
-    for (referred, (column, values)), count in zip(wanted.items(), counts):
-        if count != len(values):
-            missing = sorted(values - _found(conn, referred, values), key=str)[:3]
+    counts, expected = [], []  # one scalar subquery each, and the count it gives when every id is there
+    for referred, (_, values) in wanted.items():
+        for query, n in _counts(conn, referred, values):
+            counts.append(query)
+            expected.append((referred, n))
+    found = conn.execute(select(*counts)).one()
+    short = {referred for (referred, n), got in zip(expected, found) if got != n}
+    for referred, (column, values) in wanted.items():
+        if referred not in short:
+            continue
+        missing = sorted(values - _found(conn, referred, values), key=str)[:3]
+        if missing:  # (else a run had a gap the values are not in: all there)
             raise MissingReference(f"{table}.{column} names {referred} that do not exist: "
                                    f"{', '.join(map(str, missing))}.")
 
 
-def _count(conn: Connection, referred: str, values: set):
-    """How many of `values` are ids of `referred`, as a scalar subquery (all of a write's referenced tables are
-    counted in one statement). Integer ids with no gap (a batch's new customers, the pool offered oldest first)
-    are one range of the primary key's index; on PostgreSQL other values are one array parameter; on SQLite IN
-    lists of a few thousand values (each a bound variable)."""
+_RUN_GAP = 64  # ids further apart than this start a new run
+_RUN_MIN = 256  # a run with fewer ids is looked up id by id
+
+
+def _runs(values: set) -> tuple[list[tuple[int, int]], list[int]]:
+    """`values` (ints) as dense runs [(low, high)] of at least _RUN_MIN of them each, and the rest as a list."""
+    ordered = sorted(values)
+    runs, rest, start = [], [], 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] - ordered[i - 1] > _RUN_GAP:
+            if i - start >= _RUN_MIN:
+                runs.append((ordered[start], ordered[i - 1]))
+            else:
+                rest.extend(ordered[start:i])
+            start = i
+    return runs, rest
+
+
+def _counts(conn: Connection, referred: str, values: set) -> list[tuple]:
+    """[(scalar subquery, the count it gives when all of `values` are ids of `referred`)].
+
+    Integer ids come mostly in dense runs (a batch's new customers, the pool offered oldest first, a batch's
+    ledger): a run [low, high] of which the table holds high - low + 1 ids holds every id in it (ids are
+    unique), read from one range of the primary key's index, never id by id. A run the table has a gap in (a
+    rolled-back insert) gives less, and `check` then looks its values up one by one. The rest of the values are
+    counted as given (`_listed`)."""
     column = _id(conn, referred)
+    items: list = list(values)
+    out = []
     if all(v.__class__ is int for v in values):
-        low, high = min(values), max(values)
-        if high - low + 1 == len(values):
-            return select(func.count()).where(column.between(low, high)).scalar_subquery()
-    items = list(values)
+        runs, items = _runs(values)
+        out = [(select(func.count()).where(column.between(low, high)).scalar_subquery(), high - low + 1)
+               for low, high in runs]
+    if items:
+        out.append((_listed(conn, column, items), len(items)))
+    return out
+
+
+def _listed(conn: Connection, column, items: list):
+    """How many of `items` are in `column`, as a scalar subquery: one array parameter on PostgreSQL; IN lists of
+    a few thousand values on SQLite (each a bound variable)."""
     if conn.dialect.name == "postgresql":
         array = postgresql.ARRAY(column.type)
         return select(func.count()).where(column == any_(bindparam(None, items, type_=array))).scalar_subquery()

@@ -149,3 +149,34 @@ def test_the_reader_streams_the_file_and_never_holds_it(tmp_path):
     chunks = intake.file_chunks(readers.registration_rows(path), 4)
     assert inspect.isgenerator(chunks)
     assert [(number, last, len(c)) for number, last, c in chunks] == [(1, False, 4), (2, False, 4), (3, True, 2)]
+
+
+def test_r_reg_4_chunks_read_ahead_come_in_file_order_and_a_read_error_stops_at_its_chunk():
+    """Issue 10: the next chunk is read in a background thread while a batch runs; the batches are still the
+    file's chunks in order (R-REG-4: the same file is the same batches), at most one read ahead, and an error
+    reading chunk 3 reaches the caller after chunks 1 and 2, at chunk 3, as it did when read in turn."""
+    import threading
+
+    from leadflow.intake.readers import IntakeFileError
+
+    asked: list[int] = []
+
+    def chunks():
+        for number in (1, 2):
+            asked.append(number)
+            yield number, False, [{"row_number": number}]
+        asked.append(3)
+        raise IntakeFileError("leads.csv: row 3 cannot be read.")
+
+    ahead = intake.read_ahead(chunks())
+    assert next(ahead)[0] == 1
+    got = [1]
+    for _ in range(50):  # chunk 2 is read meanwhile, chunk 3 not yet (one ahead)
+        if asked == [1, 2]:
+            break
+        threading.Event().wait(0.01)
+    assert asked == [1, 2]
+    got.append(next(ahead)[0])
+    with pytest.raises(IntakeFileError, match="row 3"):
+        next(ahead)
+    assert got == [1, 2]

@@ -123,5 +123,49 @@ def test_issue10_sqlite_downgrade_to_0006_and_upgrade_again(tmp_path):
     command.upgrade(cfg, "head")
     engine = make_engine(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _head()
     engine.dispose()
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def _statistics_targets(conn) -> dict[str, int | None]:
+    """{column: statistics target} of `registrations` on PostgreSQL (None or -1: the system default)."""
+    return dict(conn.execute(text(
+        "SELECT a.attname, a.attstattarget FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'registrations' "
+        "AND n.nspname = current_schema() AND a.attnum > 0 AND NOT a.attisdropped")).all())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["migrations", "create_all"])
+def test_issue10_analyze_leaves_out_the_registration_columns_no_statement_looks_at(how):
+    """Migration 0009 and `create_all` alike: the raw row and free text get statistics target 0 (ANALYZE after a
+    large batch skips them); the columns statements filter and join on keep the default."""
+    from leadflow.store.db import create_all, create_schema, drop_schema
+    from leadflow.store.models import UNSAMPLED_REGISTRATION_COLUMNS
+    from tests.conftest import require_postgres
+
+    pg_url = require_postgres()
+    schema = create_schema(pg_url, prefix="lf_stats")
+    engine = make_engine(pg_url, schema=schema)
+    try:
+        if how == "create_all":
+            create_all(engine)
+        else:
+            cfg = alembic_config(pg_url)
+            with engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            targets = _statistics_targets(conn)
+        assert {c: targets[c] for c in UNSAMPLED_REGISTRATION_COLUMNS} == dict.fromkeys(UNSAMPLED_REGISTRATION_COLUMNS, 0)
+        for kept in ("id", "batch_id", "status", "customer_id", "dedupe_key", "phone", "registered_at"):
+            assert targets[kept] in (None, -1), kept
+    finally:
+        engine.dispose()
+        drop_schema(pg_url, schema)

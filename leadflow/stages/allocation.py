@@ -159,15 +159,13 @@ def _allocate(conn, ctx, now, roster, leads, exclude, kind, reason, chunk_rows, 
                            "department_id": d.department, "pooled_at": None})
             a_kind = "replacement" if d.rule == "R-ALLOC-6" else ("manager" if d.rule == "R-ALLOC-3" else kind)
             assignments.append({"customer_id": lead_id, "person_id": d.person, "department_id": d.department,
-                                "kind": a_kind, "rule_id": d.rule, "tier": d.tier, "started_at": now,
-                                "clock_start": now, "exempt": False, "bound": d.rule != "R-ALLOC-3",
-                                "policy_version": version})
+                                "kind": a_kind, "rule_id": d.rule, "tier": d.tier, "bound": d.rule != "R-ALLOC-3"})
             ledger_rows.append(ledger.entry(now, d.rule, "allocate", prefix + decision_reason(d.explanation),
                                             customer_id=lead_id,
                                             person_id=d.person, from_person_id=lead.get("from_person"),
                                             department_id=d.department, explanation=d.explanation))
         allocated += len(owners)
-        _write(conn, now, assignments, owners, pauses, served, to_pool_first)
+        _write(conn, now, assignments, owners, pauses, served, to_pool_first, version)
         if first:
             failpoints.hit("allocation.write")
             first = False
@@ -241,10 +239,11 @@ def pool_reason(explanation: dict) -> str:
 
 
 def _write(conn: Connection, now: dt.datetime, assignments: list[dict], owners: list[dict], pauses: list[dict],
-           served: list[dict], to_pool_first: list[int]) -> None:
+           served: list[dict], to_pool_first: list[int], version: str) -> None:
     """One chunk's writes, each set-based: COPY (`insert_rows`) and one UPDATE … FROM (`update_rows`) on
-    PostgreSQL, never one statement per lead."""
-    insert_rows(conn, Assignment.__table__, assignments)
+    PostgreSQL, never one statement per lead. Every new assignment starts now, its clock too (R-CONV-1)."""
+    insert_rows(conn, Assignment.__table__, assignments, same={"started_at": now, "clock_start": now, "exempt": False,
+                                                               "policy_version": version})
     ct = Customer.__table__
     update_rows(conn, ct, "id", owners)
     for k in range(0, len(to_pool_first), IN_LIST_ROWS):  # the same values for all: bounded IN lists

@@ -51,14 +51,18 @@ def json_text(value) -> str:
         return json.dumps(value, ensure_ascii=False)
 
 
-def insert_rows(conn: Connection, table: Table, rows: Iterable[dict], count: int | None = None) -> int:
+def insert_rows(conn: Connection, table: Table, rows: Iterable[dict], count: int | None = None,
+                same: dict | None = None) -> int:
     """Insert `rows` (all with the same keys) in one round trip where the database allows; returns how many.
 
     The rows' references (`leadflow.store.references.CHECKED`) are checked first, one statement per referenced
     table: raises references.MissingReference (one sentence) for an id that does not exist.
     `rows` may be an iterator with `count` its length: on PostgreSQL, when it is large and names no checked
     reference, each row is made (and formatted) only as COPY reads it, while the server inserts the ones before
-    (issue 10: the intake stage normalises a batch as it is sent). Otherwise it is read into a list first."""
+    (issue 10: the intake stage normalises a batch as it is sent). Otherwise it is read into a list first.
+    `same`: columns with one value for every row (a run's time, its policy version), not repeated in each row
+    (COPY sends the value's text for each row, formatted once); checked references are not among them."""
+    same = same or {}
     if not isinstance(rows, list):
         it = iter(rows)
         first = next(it, None)
@@ -66,22 +70,24 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[dict], count: int
             return 0
         if (conn.dialect.name == "postgresql" and (count or 0) >= COPY_THRESHOLD
                 and not references.CHECKED.get(table.name, {}).keys() & first.keys()):
-            return _copy_rows(conn, table, first, itertools.chain([first], it), count)
+            return _copy_rows(conn, table, first, itertools.chain([first], it), count, same)
         rows = [first, *it]
     if not rows:
         return 0
     references.check(conn, table.name, rows)
     if conn.dialect.name != "postgresql" or len(rows) < COPY_THRESHOLD:
-        conn.execute(table.insert(), rows)
+        conn.execute(table.insert(), [{**r, **same} for r in rows] if same else rows)
         return len(rows)
-    return _copy_rows(conn, table, rows[0], rows, len(rows))
+    return _copy_rows(conn, table, rows[0], rows, len(rows), same)
 
 
-def _copy_rows(conn: Connection, table: Table, first: dict, rows: Iterable[dict], count: int) -> int:
-    defaults = {c.name: c.default.arg for c in table.columns
-                if c.default is not None and c.default.is_scalar and c.name not in first}
-    columns = list(first.keys()) + list(defaults)  # COPY skips the ORM's Python-side defaults: apply them
-    _copy(conn, table.name, columns, rows, _json_columns(table), defaults)
+def _copy_rows(conn: Connection, table: Table, first: dict, rows: Iterable[dict], count: int,
+               same: dict | None = None) -> int:
+    constants = {c.name: c.default.arg for c in table.columns
+                 if c.default is not None and c.default.is_scalar and c.name not in first}
+    constants.update(same or {})  # COPY skips the ORM's Python-side defaults: apply them, and the shared values
+    columns = [c for c in first if c not in constants] + list(constants)
+    _copy(conn, table.name, columns, rows, _json_columns(table), constants)
     return count
 
 
@@ -205,12 +211,13 @@ def _piece_text(rows: list[dict], columns: list[str], json_columns: frozenset[st
     # collections over the whole process heap (measured: COPY's Python time doubled in the pipeline).
     cells = []
     for c in columns:
-        cell = [constants[c]] * len(rows) if c in constants else list(map(operator.itemgetter(c), rows))
+        one = c in constants  # one value for every row: formatted once
+        cell = [constants[c]] if one else list(map(operator.itemgetter(c), rows))
         if c in json_columns:
             cell = list(map(encode, cell))
         elif not set(map(type, cell)) <= _PLAIN:
             cell = list(map(convert, cell))
-        cells.append(_copy_texts(cell))
+        cells.append(_copy_texts(cell) * len(rows) if one else _copy_texts(cell))
     try:  # (a piece's text may be "": one row of one empty str)
         return ("\n".join(map("\t".join, zip(*cells))) + "\n").encode(codec)
     except UnicodeEncodeError as e:  # R-REG-7: its `.object` is the whole piece (phones): not kept

@@ -22,9 +22,8 @@ def entry(at: dt.datetime, rule_id: str, action: str, reason: str, *, customer_i
 def append(conn: Connection, entries: list[dict], policy_version: str, flow_run_id: str | None) -> int:
     if not entries:
         return 0
-    recorded = dt.datetime.now(dt.timezone.utc)
-    rows = [{**e, "policy_version": policy_version, "flow_run_id": flow_run_id, "recorded_at": recorded}
-            for e in entries]
-    written = insert_rows(conn, Ledger.__table__, rows)  # COPY on PostgreSQL for large batches
+    same = {"policy_version": policy_version, "flow_run_id": flow_run_id,
+            "recorded_at": dt.datetime.now(dt.timezone.utc)}  # one value for the whole append, not copied per row
+    written = insert_rows(conn, Ledger.__table__, entries, same=same)  # COPY on PostgreSQL for large batches
     failpoints.hit("ledger.write")
     return written

@@ -205,3 +205,18 @@ def test_issue_10_python_side_defaults_fill_every_copied_row(store_engine):
     with store_engine.connect() as conn:
         got = {(r.state, r.flag, r.data) for r in conn.execute(select(table))}
     assert got == {("new", False, None)} and rows[0] == {"id": 0}
+
+
+@pytest.mark.parametrize("size", [3, COPY_THRESHOLD + 7], ids=["few rows", "COPY"])
+def test_r_alloc_7_values_shared_by_every_row_are_written_in_every_row(store_engine, size):
+    """`insert_rows(same=…)`: a run's time, JSON and text given once land in each row exactly, beside the rows'
+    own values (the ledger's policy version and recorded time)."""
+    table = _probe(store_engine, "probe_same")
+    at = dt.datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=OFFSETS[0])
+    rows = [{"id": i, "txt": HOSTILE[i % len(HOSTILE)], "amount": i / 3} for i in range(size)]
+    with store_engine.begin() as conn:
+        assert insert_rows(conn, table, rows, same={"at": at, "data": DOCS[5], "flag": True, "n": None}) == size
+    with store_engine.connect() as conn:
+        back = [dict(r) for r in conn.execute(select(table).order_by(table.c.id)).mappings()]
+    assert back == [{**r, "at": at, "data": DOCS[5], "flag": True, "n": None} for r in rows]
+    assert "at" not in rows[0]  # the caller's rows are not changed

@@ -8,7 +8,7 @@ import json
 import pickle
 
 import pytest
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Integer, MetaData, String, Table, Text, bindparam, select
 
 from leadflow.store import ledger
 from leadflow.store.bulk import COPY_THRESHOLD, insert_rows, json_text, update_rows
@@ -220,3 +220,28 @@ def test_r_alloc_7_values_shared_by_every_row_are_written_in_every_row(store_eng
         back = [dict(r) for r in conn.execute(select(table).order_by(table.c.id)).mappings()]
     assert back == [{**r, "at": at, "data": DOCS[5], "flag": True, "n": None} for r in rows]
     assert "at" not in rows[0]  # the caller's rows are not changed
+
+
+def test_issue_10_sqlite_bulk_path_stores_exactly_what_sqlalchemy_would(tmp_path):
+    """On SQLite a large insert or update goes to the driver directly (`_executemany`, one bind processor call per
+    distinct value): the stored values — times as text, JSON, booleans, NULL against 'null' — are byte for byte
+    those SQLAlchemy's own executemany stores, so every comparison in SQL reads them alike."""
+    from leadflow.store.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'same.db'}")
+    ours, theirs = _probe(engine, "bulk_ours"), _probe(engine, "bulk_theirs")
+    rows = _rows(COPY_THRESHOLD + 3 * len(DOCS))
+    with engine.begin() as conn:
+        insert_rows(conn, ours, rows)
+        conn.execute(theirs.insert(), rows)
+    changed = [{"id": r["id"], "txt": HOSTILE[(r["id"] + 1) % len(HOSTILE)], "data": DOCS[(r["id"] + 2) % len(DOCS)],
+                "at": r["at"], "flag": not r["flag"] if r["flag"] is not None else None} for r in rows]
+    with engine.begin() as conn:
+        update_rows(conn, ours, "id", changed)
+        conn.execute(theirs.update().where(theirs.c.id == bindparam("_id")).values(
+            txt=bindparam("_txt"), data=bindparam("_data"), at=bindparam("_at"), flag=bindparam("_flag")),
+            [{"_id": r["id"], "_txt": r["txt"], "_data": r["data"], "_at": r["at"], "_flag": r["flag"]} for r in changed])
+    with engine.connect() as conn:
+        raw = [conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in ("bulk_ours", "bulk_theirs")]
+    assert raw[0] == raw[1] and len(raw[0]) == len(rows)
+    engine.dispose()

@@ -81,9 +81,10 @@ def _next_expiries(policy):
     key = tuple(sorted((m, tuple(t)) for m, t in groups.items()))
     q = _BY_PERIOD.get(key)
     if q is None and groups:
-        q = _BY_PERIOD[key] = _NEXT_EXPIRIES.where(or_(*(
-            and_(Customer.tier.in_(tiers), Assignment.clock_start <= bindparam(f"b{m}"))
-            for m, tiers in sorted(groups.items()))))
+        q = _BY_PERIOD[key] = _NEXT_EXPIRIES.where(
+            Assignment.clock_start <= bindparam(f"b{min(groups)}"),  # the shortest's: an indexed range to scan
+            or_(*(and_(Customer.tier.in_(tiers), Assignment.clock_start <= bindparam(f"b{m}"))
+                  for m, tiers in sorted(groups.items()))))
     return q, groups
 
 

@@ -59,11 +59,11 @@ def quiet_until(conn: Connection, ctx: StageContext, now: dt.datetime, horizon: 
         if d.person is not None or d.consumed_pauses or d.debt_id is not None or d.pointer_updates:
             return now
     changes = [t for t in conn.execute(_NEXT_ROSTER_CHANGE, {"after": now}).one() if t is not None]
-    changes.append(week_start(local_week_after(now, policy), policy))
+    changes.append(week_start(_week_after(now, policy), policy))
     first = min(changes)
     return first if first <= horizon else None
 
 
-def local_week_after(now: dt.datetime, policy) -> dt.datetime:
+def _week_after(now: dt.datetime, policy) -> dt.datetime:
     """An instant in the rotation week after the one holding `now` (R-ALLOC-1: Monday to Monday, business time)."""
     return week_start(now, policy) + dt.timedelta(days=8)

@@ -27,7 +27,7 @@ from leadflow.clock import local
 from leadflow.memory import bulk_work, release_free_memory
 from leadflow.events import record as events
 from leadflow.events.kinds import EventStatus
-from leadflow.stages import allocation, intake, timed, validation
+from leadflow.stages import allocation, intake, pool_quiet, timed, validation
 from leadflow.stages.context import StageContext, get_meta, set_meta_once
 from leadflow.store.models import Customer, Event, Meta, ValidationHold
 
@@ -132,20 +132,22 @@ _AFTER_ACT = select(exists().where(Event.status.in_((EventStatus.WAITING.value, 
                     _OFFER_HAS_WORK.scalar_subquery())
 
 
-# Whether a run would do more than catch up and act, before any stage is due: a hold to recheck (R-VAL-2),
-# events waiting or pending, or an offer with work to do (R-ALLOC-5).
+# Whether a run would do more than catch up and act, before any stage is due: a hold to recheck (R-VAL-2) or
+# events waiting or pending; and, apart, whether the pool holds a lead (R-ALLOC-5). One read.
 _RUN_HAS_WORK = select(or_(
     exists().where(ValidationHold.cleared_at.is_(None), ValidationHold.suite.in_(validation.BATCH_SUITES)),
-    exists().where(Event.status.in_((EventStatus.WAITING.value, events.PENDING))),
-    _OFFER_HAS_WORK.scalar_subquery()))
+    exists().where(Event.status.in_((EventStatus.WAITING.value, events.PENDING)))),
+    _OFFER_HAS_WORK.scalar_subquery())
 
 
 def quiet_until(ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
     """The earliest instant at or before `horizon` at which a run would do more than its own act, or None when
     every run up to `horizon` would only act: no time-driven stage falls due by then (`timed.next_instant`), no
-    hold is open (R-VAL-2), no event waits or is pending, and no offer has work (R-ALLOC-5). With any of the
-    last three it is the store's clock (a run at once does more); before the first run, the earliest time there
-    is (the first run starts the schedules at its own time). Read-only.
+    hold is open (R-VAL-2), no event waits or is pending, and no offer has work (R-ALLOC-5). With a hold or an
+    event it is the store's clock (a run at once does more); before the first run, the earliest time there is
+    (the first run starts the schedules at its own time). A pool whose every lead an offer would leave where it
+    is does no work until the roster changes by time alone (`pool_quiet.quiet_until`: a leave or suspension
+    beginning or ending, a new rotation week); one an offer would change is work at once. Read-only.
 
     Deliveries of records (which never make a stage due sooner, hold a record or pool a lead) made before that
     instant may then be recorded as one delivery at the last one's time with the same outcome, as a file of
@@ -154,9 +156,14 @@ def quiet_until(ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
         now = clock(conn)
         if now is None:
             return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-        if conn.execute(_RUN_HAS_WORK).scalar():
+        busy, pooled = conn.execute(_RUN_HAS_WORK).one()
+        if busy:
             return now
-        return timed.next_instant(conn, ctx, horizon)
+        due = timed.next_instant(conn, ctx, horizon)
+        if pooled and (due is None or due > now):
+            idle = pool_quiet.quiet_until(conn, ctx, now, due or horizon)
+            return min(t for t in (due, idle) if t is not None) if idle is not None or due is not None else None
+        return due
 
 
 def _no_offer() -> dict:

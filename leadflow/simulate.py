@@ -94,11 +94,13 @@ class Replay:
     def together(self, i: int) -> int:
         """The end (exclusive) of the run of events from `i` that may be delivered as one delivery of records:
         consecutive on-time records (`batchable`) made before any instant at which a run would do more than
-        record them (`engine.quiet_until`: a stage due, a hold, a waiting event, a pool to offer). Delivered one
-        by one, each of them would be a run that catches up nothing, records it and offers nothing; delivered
-        together at the last one's time, with each one's own delivery time as its `recorded_at`, they are
-        recorded and applied in the same order with the same outcome (records never make a stage due sooner,
-        hold a record or pool a lead). i + 1 or less: deliver event `i` alone."""
+        record them (`engine.quiet_until`: a stage due, a hold, a waiting event, a pool an offer would change,
+        a leave or suspension beginning or ending, or a new week, while leads wait in the pool). Delivered one by
+        one, each of them would be a run that catches up nothing, records it and offers nothing new (a waiting
+        lead stays where it is); delivered together at the last one's time, with each one's own delivery time as
+        its `recorded_at`, they are recorded and applied in the same order with the same outcome (records never
+        make a stage due sooner, hold a record, pool a lead or change the roster). i + 1 or less: deliver event
+        `i` alone."""
         events = self.scenario.events
         k = i
         while k < len(events) and k - i < MAX_TOGETHER and batchable(events[k]):

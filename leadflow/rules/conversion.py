@@ -26,7 +26,14 @@ def shortest_period(policy: Policy) -> dt.timedelta | None:
     """R-CONV-1: a lower bound on (expiry - clock start) over every tier with a period: n calendar months are
     at least n x 28 days, less a day for a daylight-saving or month-end clamp. None when no tier has one."""
     months = [m for m in policy.conversion.period_months.values() if m is not None]
-    return max(dt.timedelta(days=28 * min(months) - 1), dt.timedelta(0)) if months else None
+    return period_floor(min(months)) if months else None
+
+
+def period_floor(months: int) -> dt.timedelta:
+    """R-CONV-1: a lower bound on (expiry - clock start) for a tier of `months` calendar months: at least
+    `months` x 28 days, less a day for a daylight-saving or month-end clamp; a re-tier only moves an expiry
+    later (R-TIER-5), so the bound holds for the customer's tier as it stands."""
+    return max(dt.timedelta(days=28 * months - 1), dt.timedelta(0))
 
 
 @dataclass(frozen=True)

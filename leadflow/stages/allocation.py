@@ -23,8 +23,11 @@ from leadflow.store.bulk import insert_rows, update_rows
 from leadflow.store.models import Assignment, Customer, ReplacementDebt, RotationPointer
 
 
+_POINTERS = select(RotationPointer.key, RotationPointer.value)  # built once, as `_DEBTS`: every offer reads them
+
+
 def load_pointers(conn: Connection) -> dict[str, str]:
-    return dict(conn.execute(select(RotationPointer.key, RotationPointer.value)).all())
+    return dict(conn.execute(_POINTERS).all())
 
 
 def take_rotation(conn: Connection) -> None:
@@ -61,10 +64,12 @@ def pointers_for_week(pointers: dict[str, str], week: int) -> dict[str, str]:
     return fresh
 
 
+_DEBTS = (select(ReplacementDebt.id, ReplacementDebt.person_id, ReplacementDebt.tier)
+          .where(ReplacementDebt.served_at.is_(None)).order_by(ReplacementDebt.owed_since, ReplacementDebt.id))
+
+
 def load_debts(conn: Connection) -> list[Debt]:
-    rows = conn.execute(select(ReplacementDebt.id, ReplacementDebt.person_id, ReplacementDebt.tier)
-                        .where(ReplacementDebt.served_at.is_(None))
-                        .order_by(ReplacementDebt.owed_since, ReplacementDebt.id)).all()
+    rows = conn.execute(_DEBTS).all()
     return [Debt(id=i, person=p, tier=t) for i, p, t in rows]
 
 

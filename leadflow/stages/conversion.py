@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 
 from leadflow.rules import conversion as rules
@@ -60,13 +60,32 @@ def started_by(upto: dt.datetime, policy) -> dt.datetime | None:
 
 
 # What `next_due` reads, built once (every run asks it): the scope of `load_cases`, only the columns an expiry
-# is computed from (R-CONV-1, R-TIER-5), bounded by the latest clock start that can have expired.
+# is computed from (R-CONV-1, R-TIER-5); `_next_expiries` adds the bounds on the clock start.
 _NEXT_EXPIRIES = (select(Assignment.clock_start, Customer.tier, Assignment.retiered_at)
                   .join(Customer, Customer.id == Assignment.customer_id)
                   .where(Assignment.ended_at.is_(None), Assignment.exempt.is_(False),
                          Assignment.kind != "manager", Customer.status == "assigned",
-                         Customer.id.not_in(held_customers(STAGE)),  # R-VAL-2
-                         Assignment.clock_start <= bindparam("bound")))
+                         Customer.id.not_in(held_customers(STAGE))))  # R-VAL-2
+
+_BY_PERIOD: dict[tuple, object] = {}
+
+
+def _next_expiries(policy):
+    """`_NEXT_EXPIRIES` with one clock-start bound per period length instead of the shortest for all: the tiers
+    of `m` months, bound `b<m>` (`rules.period_floor(m)` before the horizon). Built once per set of periods.
+    Returns (statement, {m: tiers}); no tier with a period: (None, {})."""
+    groups: dict[int, list[str]] = {}
+    for tier, months in sorted(policy.conversion.period_months.items()):
+        if months is not None:
+            groups.setdefault(months, []).append(tier)
+    key = tuple(sorted((m, tuple(t)) for m, t in groups.items()))
+    q = _BY_PERIOD.get(key)
+    if q is None and groups:
+        q = _BY_PERIOD[key] = _NEXT_EXPIRIES.where(
+            Assignment.clock_start <= bindparam(f"b{min(groups)}"),  # the shortest's: an indexed range to scan
+            or_(*(and_(Customer.tier.in_(tiers), Assignment.clock_start <= bindparam(f"b{m}"))
+                  for m, tiers in sorted(groups.items()))))
+    return q, groups
 
 
 def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.datetime | None:
@@ -74,13 +93,15 @@ def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.da
     still arrive), or the earliest dormant return.
 
     Exact when that instant is at or before `horizon`; otherwise None or a later instant (the catch-up acts only
-    on what is due by its horizon). The read is scoped as `run`'s (a bound on the clock start, `started_by`;
-    the rule still computes each expiry), so it does not grow with every open lead of the store."""
+    on what is due by its horizon). The read is scoped by a bound on the clock start per period length (a tier
+    of m months expires no sooner than `rules.period_floor(m)` after it; the rule still computes each expiry),
+    so it does not grow with every open lead of the store: a 10-month lead is not read from its sixth month."""
     policy = ctx.policy
-    bound = started_by(without_grace(horizon, policy), policy)
-    expiries = [] if bound is None else [
+    q, groups = _next_expiries(policy)
+    upto = without_grace(horizon, policy)
+    expiries = [] if q is None else [
         rules.expires_at(start, tier, policy, retiered_at=retiered)
-        for start, tier, retiered in conn.execute(_NEXT_EXPIRIES, {"bound": bound})]
+        for start, tier, retiered in conn.execute(q, {f"b{m}": upto - rules.period_floor(m) for m in groups})]
     return min([with_grace(e, policy) for e in expiries if e is not None]
                + [t for t in [next_dormant(conn, ctx, horizon)] if t is not None], default=None)
 

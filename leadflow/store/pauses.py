@@ -38,10 +38,12 @@ def append(conn: Connection, rows: list[dict]) -> int:
     return written
 
 
+_POSITIVE = select(PauseBalance.person_id, PauseBalance.tier, PauseBalance.rounds).where(PauseBalance.rounds > 0)
+
+
 def balances(conn: Connection) -> dict[str, dict[str, int]]:
     """R-ALLOC-4: {person: {tier: paused rounds left}}, only the positive balances."""
     out: dict[str, dict[str, int]] = {}
-    for person, tier, rounds in conn.execute(select(PauseBalance.person_id, PauseBalance.tier, PauseBalance.rounds)
-                                             .where(PauseBalance.rounds > 0)):
+    for person, tier, rounds in conn.execute(_POSITIVE):
         out.setdefault(person, {})[tier] = int(rounds)
     return out

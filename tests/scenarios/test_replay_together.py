@@ -146,3 +146,69 @@ def test_r_sla_6_quiet_until_names_the_first_instant_a_stage_falls_due(store_eng
     due = sla_rules.breach_due(sla_rules.deadlines(ob, ctx.policy)["R-SLA-1"], ctx.policy)
     assert engine.quiet_until(ctx, due - dt.timedelta(seconds=1)) is None
     assert engine.quiet_until(ctx, due + dt.timedelta(days=1)) == due
+
+
+def _at(days: int, hours: float) -> str:
+    return (START + dt.timedelta(days=days, hours=hours)).isoformat()
+
+
+def _records_of(customer: str, times: list[tuple[int, float]]) -> list[dict]:
+    kinds = ("contact", "crm_entry", "call_register", "abcd_entry", "follow_up")
+    return [{"at": _at(d, h), "type": kinds[min(i, len(kinds) - 1)], "customer": customer}
+            for i, (d, h) in enumerate(times)]
+
+
+def _scenario(name: str, events: list[dict]) -> object:
+    return parse_scenario({
+        "name": name, "start": START.isoformat(), "departments": [{"id": "d1"}],
+        "people": [{"id": "s1", "department": "d1", "role": "sales", "grade": "C", "rank": 1}],
+        "events": events})
+
+
+def _register(ref: str, at: str, amount: str, phone: str) -> dict:
+    return {"at": at, "type": "register", "ref": ref, "channel": "hotline", "name": "王先生", "phone": phone,
+            "amount": amount, "by": "s1"}
+
+
+def test_r_alloc_5_records_go_together_while_the_pool_holds_a_lead_nobody_can_take(monkeypatch):
+    """An A lead with nobody of grade A stays in the pool (R-ALLOC-3): each re-offer changes nothing, so the
+    records after it still go together, across a new rotation week (R-ALLOC-1) too, and end as one by one."""
+    scenario = _scenario("idle-pool", [
+        _register("a1", _at(0, 1), "900000", "13800138001"),  # nobody of grade A: pooled for good
+        _register("c1", _at(0, 1.1), "300000", "13800138002"),
+        *_records_of("c1", [(0, 1.15), (0, 2), (0, 3), (0, 4), (0, 5), (1, 2), (1, 3), (6, 10), (7, 1), (7, 2),
+                            (8, 3), (8, 4)])])
+    one_state, one_rows, _ = _replay(scenario, False, monkeypatch)
+    state, rows, batches = _replay(scenario, True, monkeypatch)
+    assert batches >= 3, "no records went together while the pool held a lead: this test proves nothing"
+    assert state == one_state
+    assert state["customers"]["a1"]["status"] == "pool" and state["customers"]["c1"]["owner"] == "s1"
+    assert rows == one_rows
+
+
+def test_r_susp_2_a_leave_ending_cuts_records_delivered_together(monkeypatch):
+    """The only C salesperson on leave for the day: a C lead registered then waits in the pool (R-SUSP-2,
+    R-ALLOC-5). Records around it go together only up to the leave's end: the first run after it allocates the
+    lead at that run's time, as one by one."""
+    scenario = _scenario("leave-ends", [
+        _register("c1", _at(0, 1), "300000", "13800138002"),
+        *_records_of("c1", [(0, 1.1), (0, 2), (0, 3), (0, 4)]),  # every obligation met: no breach falls due
+        {"at": _at(1, 0.5), "type": "leave", "person": "s1", "kind": "personal"},
+        _register("c2", _at(1, 2), "300000", "13800138003"),
+        *[{**r, "type": "follow_up"} for r in _records_of("c1", [(1, 3), (1, 4), (1, 5), (2, 1), (2, 1.5)])]])
+    together: list[tuple[str, str]] = []
+    deliver_records = sim.Replay.deliver_records
+
+    def seen(self, batch):
+        together.append((batch[0].at.isoformat(), batch[-1].at.isoformat()))
+        return deliver_records(self, batch)
+
+    monkeypatch.setattr(sim.Replay, "deliver_records", seen)
+    state, rows, _ = _replay(scenario, True, monkeypatch)
+    assert (_at(1, 3), _at(1, 5)) in together  # the day's records went together while c2 waited ...
+    assert all(last < _at(2, 0) or first >= _at(2, 0) for first, last in together)  # ... up to the leave's end
+    monkeypatch.setattr(sim.Replay, "deliver_records", deliver_records)
+    one_state, one_rows, _ = _replay(scenario, False, monkeypatch)
+    assert state == one_state
+    assert rows == one_rows
+    assert state["customers"]["c2"]["owner"] == "s1", "c2 was never allocated after the leave: this proves nothing"

@@ -130,3 +130,31 @@ def test_r_sla_7_a_delivery_of_one_record_issues_statements_that_do_not_grow_wit
     large = deliver(2, START + 3 * DAY)
     assert len(large) == len(small), "the statements of a one-record delivery grew with the store's history"
 
+
+
+def test_r_conv_1_the_expiry_read_is_bounded_per_period_length_and_still_exact(store_engine, monkeypatch):
+    """A lead of a 10-month tier (A) is not computed in its seventh month, when only 6-month periods (C) can end;
+    each expiry is still found exact at its own time (R-CONV-1: the rule computes it, the read only scopes)."""
+    from leadflow.stages import conversion
+
+    ctx = _store(store_engine)
+    _history(ctx, 0, 1)  # a C lead held since START: 6 months
+    with store_engine.begin() as conn:
+        cid = conn.execute(Customer.__table__.insert().values(
+            ref="a", tier="A", amount_yuan=900_000.0, target=True, channel="hotline", status="assigned",
+            owner_id="s1", department_id="d1", created_at=START)).inserted_primary_key[0]
+        conn.execute(Assignment.__table__.insert().values(
+            customer_id=cid, person_id="s1", department_id="d1", kind="allocation", rule_id="R-ALLOC-2", tier="A",
+            started_at=START, clock_start=START, policy_version=ctx.policy.version, sla_settled=True))
+    c_expiry = conversion_rules.expires_at(START, "C", ctx.policy)
+    a_expiry = conversion_rules.expires_at(START, "A", ctx.policy)
+    judged = []
+    expires_at = conversion_rules.expires_at
+    monkeypatch.setattr(conversion_rules, "expires_at", lambda *a, **k: judged.append(a[1]) or expires_at(*a, **k))
+    with store_engine.connect() as conn:
+        assert conversion.next_due(conn, ctx, c_expiry + DAY) == c_expiry
+        assert judged == ["C"]  # the A lead, months from its end, is not read
+        conn.execute(Assignment.__table__.update().where(Assignment.customer_id != cid).values(exempt=True))
+        early = conversion.next_due(conn, ctx, a_expiry - DAY)
+        assert early is None or early > a_expiry - DAY  # nothing due by then (a later instant may be named)
+        assert conversion.next_due(conn, ctx, a_expiry) == a_expiry

@@ -7,6 +7,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from leadflow.clock import month_starts_between
+from leadflow.memory import bulk_work
 from leadflow.rules import sla as rules
 from leadflow.stages.context import StageContext
 from leadflow.stages.marks import get_mark, set_mark
@@ -72,6 +73,7 @@ def next_audit(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.
     return rules.with_grace(times[0], ctx.policy) if times else None
 
 
+@bulk_work()  # a run's rows are alive together: collect cycles less often (leadflow.memory)
 def run_audit(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     """Every 1st-of-month instant in (mark, as_of - evidence grace]: list the untouched leads, once each (R-SLA-6);
     the mark is the last audit instant judged. R-SLA-7: the policy's switch `off` lists nothing."""
@@ -147,6 +149,7 @@ def next_grace(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.
                 for r in conn.execute(_NEXT_LISTINGS, {"bound": bound})), default=None)
 
 
+@bulk_work()  # a run's rows are alive together: collect cycles less often (leadflow.memory)
 def run_grace(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     """Leads still untouched 7 days after their listing are re-allocated, excluding the owner."""
     listings = _open_listings(conn)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from leadflow.clock import add_months, iso, local
 from leadflow.rules import sla as rules
+from leadflow.memory import bulk_work
 from leadflow.rules.tiers import eligible_tiers
 from leadflow.stages.context import StageContext
 from leadflow.stages.marks import get_mark, set_mark
@@ -126,6 +127,7 @@ def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.da
     return None if due is None else max(due, mark)
 
 
+@bulk_work()  # a run's rows are alive together: collect cycles less often (leadflow.memory)
 def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     """Record every breach due by `as_of` once, however long the check did not run (R-SLA-6), with the penalty
     its rule's switch allows (R-SLA-7); settle the assignments with nothing left open."""

@@ -44,8 +44,7 @@ def _candidates(conn: Connection, audit_at: dt.datetime,
     quiet_from = at - dt.timedelta(days=policy.sla.audit_quiet_days)
     kinds = sorted(rules.EFFECTIVE_KINDS)
     followed = select(Activity.id).where(Activity.customer_id == Assignment.customer_id,
-                                         Activity.person_id == Assignment.person_id,
-                                         Activity.kind.in_(kinds),
+                                         Activity.person_id == Assignment.person_id, Activity.kind.in_(kinds),
                                          Activity.at > quiet_from, Activity.at <= at)
     q = (select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.started_at)
          .join(Customer, Customer.id == Assignment.customer_id)
@@ -54,7 +53,6 @@ def _candidates(conn: Connection, audit_at: dt.datetime,
                 Assignment.started_at < at - dt.timedelta(days=policy.sla.audit_held_days),
                 ~followed.exists()))
     holdings = [rules.Holding(*r) for r in conn.execute(q)]
-    # one open holding per customer: each record comes once
     return holdings, load_records(conn, [h.customer_id for h in holdings], rules.EFFECTIVE_KINDS, quiet_from)
 
 

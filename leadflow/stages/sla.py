@@ -11,8 +11,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from leadflow.clock import add_months, iso, local
-from leadflow.rules import sla as rules
 from leadflow.memory import bulk_work
+from leadflow.rules import sla as rules
 from leadflow.rules.tiers import eligible_tiers
 from leadflow.stages.context import StageContext
 from leadflow.stages.marks import get_mark, set_mark

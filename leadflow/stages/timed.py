@@ -102,7 +102,8 @@ def catch_up(ctx: StageContext, as_of: dt.datetime, limit: int = 100_000,
 
     Every stage's due instants go into one global time order, whatever the schedules and however long
     nothing ran; instants that provably decide the same together run as one pass (the SLA check's up to the
-    next hand-over, `BATCHED`; conversion expiries falling due together, `expiries_until`). Each run is idempotent in its `as_of`, so catching up late or twice records nothing twice.
+    next hand-over, `BATCHED`; conversion expiries falling due together, `expiries_until`). Each run is
+    idempotent in its `as_of`, so catching up late or twice records nothing twice.
     `runner(stage, at, work)` runs one due instant's `work()` (a Prefect flow wraps it in a task run, so
     the UI shows each stage's work as its own run); by default it is called directly.
     Returns [{"stage", "at", "summary"}] in the order run.

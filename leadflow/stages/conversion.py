@@ -6,6 +6,7 @@ import datetime as dt
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 
+from leadflow.memory import bulk_work
 from leadflow.rules import conversion as rules
 from leadflow.rules.sla import with_grace, without_grace
 from leadflow.stages.context import StageContext
@@ -106,6 +107,7 @@ def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.da
                + [t for t in [next_dormant(conn, ctx, horizon)] if t is not None], default=None)
 
 
+@bulk_work()  # a run's rows are alive together: collect cycles less often (leadflow.memory)
 def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     """Take back every lead whose period ended by `as_of` with no deal and no step 4 (R-CONV-2), once the
     evidence grace after the expiry has passed (R-SLA-7); the take-back is dated at the expiry.

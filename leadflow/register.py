@@ -34,7 +34,8 @@ def register_lead(lead: dict, *, now: dt.datetime | None = None, ctx: StageConte
     before the store's clock; intake.StageFailure (one sentence) when the batch cannot be registered at all.
 
     Returns the outcome — status, reasons, customer id, tier, owner — with the phone masked (R-REG-7).
-    Delivering the same lead twice is one registration (R-REG-4): the second comes back `attached`.
+    Delivering the same lead again later is one registration (R-REG-4): it comes back `attached`. The same lead
+    at the same explicit `now` is the same delivery (the same batch): its first outcome comes back again.
     """
     if ctx is None:
         from leadflow.wiring import stage_context

@@ -8,13 +8,17 @@ import typer
 
 from leadflow.cli.app import app
 from leadflow.cli.output import stdout
+from leadflow.errors import ArgumentError
 
 STEPS = 8  # generate, pipeline, events, tick, timed stages, baseline, latency, done
+DEFAULT_LEADS = 100_000
+MAX_LEADS = 10_000_000  # the file alone is about 1.5 GB at this size; more fills a disk, not a benchmark
 
 
 @app.command()
-def bench(leads: Annotated[int, typer.Option(min=1, help="how many registrations to generate and register")]
-          = 100_000,
+def bench(leads: Annotated[Optional[int], typer.Option(
+              min=1, max=MAX_LEADS, help="how many registrations to generate and register [default: 100000]")]
+          = None,
           database_url: Annotated[Optional[str], typer.Option(
               help="a PostgreSQL URL (e.g. postgresql://postgres@127.0.0.1:5432/test): the bench works in a fresh "
                    "schema there, dropped after; default a temporary SQLite file")] = None,
@@ -31,8 +35,13 @@ def bench(leads: Annotated[int, typer.Option(min=1, help="how many registrations
     """Measure the pipeline beside the raw database on the same rows; the last line is the ratio."""
     from leadflow.progress import progress
 
+    if database_url is not None and database_url.strip().lower().startswith("sqlite"):
+        raise ArgumentError("--database-url takes a PostgreSQL URL; without it the bench runs on a temporary SQLite file.")
     if replay is not None:
+        if leads is not None:
+            raise ArgumentError("--leads and --replay are two benches (the pipeline, a replay): give one of them.")
         return _replay(replay, database_url, as_json)
+    leads = DEFAULT_LEADS if leads is None else leads
     from leadflow.bench.run import bench as run_bench, render
 
     with progress("bench", "steps") as update:

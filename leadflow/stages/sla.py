@@ -28,9 +28,14 @@ LATE_ENTRY = ("R-SLA-2", "R-SLA-3")  # R-SUSP-3 counts these per person, kind an
 CHUNK = 5000
 
 
-def _chunks(ids) -> list[list]:
+# next_due's reads, every run: a thousand ids a statement keep PostgreSQL on the index (measured at 1 M leads, 3,278
+# open obligations: 31 ms in one IN list of them, 10 ms in lists of 1,000)
+NEXT_CHUNK = 1000
+
+
+def _chunks(ids, size: int = CHUNK) -> list[list]:
     ids = sorted(set(ids))
-    return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def breach_key(b: rules.SlaBreach) -> str:
@@ -119,9 +124,9 @@ def next_due(conn: Connection, ctx: StageContext, horizon: dt.datetime) -> dt.da
     if not obligations:
         return None
     since = min(o.started_at for o in obligations)  # a record before its obligation's start meets nothing
-    records = [rules.Record(*r) for ids in _chunks(o.customer_id for o in obligations)
+    records = [rules.Record(*r) for ids in _chunks((o.customer_id for o in obligations), NEXT_CHUNK)
                for r in conn.execute(_NEXT_RECORDS, {"ids": ids, "since": since})]
-    breached = {(a, r) for ids in _chunks(o.assignment_id for o in obligations)
+    breached = {(a, r) for ids in _chunks((o.assignment_id for o in obligations), NEXT_CHUNK)
                 for a, r in conn.execute(_NEXT_BREACHED, {"ids": ids})}
     due = rules.next_due(obligations, records, breached, ctx.policy)
     return None if due is None else max(due, mark)

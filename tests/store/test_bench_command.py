@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from leadflow import cli
 
 RATIO = re.compile(r"ratio \d+\.\d \(pipeline \d+\.\d+ s / baseline \d+\.\d+ s\) at 2000 rows")
@@ -27,3 +29,15 @@ def test_bench_refuses_a_bad_argument_in_one_sentence(capsys):
     assert cli.main(["bench", "--leads", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--leads" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--leads", "20000000"], "--leads"),  # beyond a benchmark: a disk filled, not a figure
+    (["--leads", "10", "--replay", "10"], "give one of them"),  # two benches at once: neither is silently dropped
+    (["--leads", "10", "--database-url", "sqlite:///elsewhere.db"], "PostgreSQL URL"),  # never silently ignored
+])
+def test_bench_refuses_arguments_it_would_ignore_or_cannot_serve_in_one_sentence(capsys, argv, says):
+    """Issue 10 (found by the fresh-clone trial): what the bench would not do is refused, exit 2, one sentence."""
+    assert cli.main(["bench", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err and "Traceback" not in err

@@ -34,9 +34,15 @@ def simulate(scenario: Annotated[str, typer.Argument(help="a scenario file (SCEN
 def upgrade() -> int:
     """Migrate the database to the newest schema."""
     from leadflow.settings import get_settings
+    from leadflow.store.db import check_connection, make_engine
     from leadflow.store.migrate import upgrade as migrate
 
     url = get_settings().effective_database_url
+    engine = make_engine(url)
+    try:  # a database that cannot be reached is the input's fault: one sentence, exit 2, as every command says it
+        check_connection(engine)
+    finally:
+        engine.dispose()
     migrate(url)
     say(f"database migrated: {url.split('@')[-1]}")
     return 0

@@ -169,3 +169,21 @@ def test_issue10_analyze_leaves_out_the_registration_columns_no_statement_looks_
     finally:
         engine.dispose()
         drop_schema(pg_url, schema)
+
+
+@pytest.mark.parametrize("url", ["postgresql://postgres@127.0.0.1:1/postgres", "sqlite:////nonexistent/dir/x.db"],
+                         ids=["unreachable port", "unwritable SQLite path"])
+def test_db_upgrade_refuses_a_database_it_cannot_reach_in_one_sentence(monkeypatch, capsys, url):
+    """Found by the fresh-clone trial: `leadflow db upgrade` said so with exit 1 where every other command exits 2
+    for the same database; now one sentence, exit 2, no traceback, nothing migrated."""
+    from leadflow import cli
+    from leadflow.settings import get_settings
+
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["db", "upgrade"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot connect to the database" in err and "Traceback" not in err

@@ -83,6 +83,16 @@ def insert_rows(conn: Connection, table: Table, rows: Iterable[dict], count: int
     return _copy_rows(conn, table, rows[0], rows, len(rows), same)
 
 
+def _constants(table: Table, first: dict, same: dict | None) -> dict:
+    """The columns every row of a bulk write gets one value for: the table's plain Python-side defaults of the
+    columns the rows leave out (COPY and the driver's own executemany skip what SQLAlchemy's insert would apply),
+    then `same`."""
+    constants = {c.name: c.default.arg for c in table.columns
+                 if c.default is not None and c.default.is_scalar and c.name not in first}
+    constants.update(same or {})
+    return constants
+
+
 def _plain_defaults(table: Table, first: dict) -> bool:
     """Whether every Python-side default of a column the rows leave out is a plain value (the bulk path on
     SQLite fills those in; a callable default is left to SQLAlchemy's own insert)."""
@@ -93,13 +103,10 @@ def _executemany(conn: Connection, table: Table, rows: list[dict], same: dict) -
     """Insert `rows` with one executemany of the driver's own statement (SQLite): each column's values go through
     the column type's bind processor, as SQLAlchemy's insert would send them, but column by column and once per
     distinct value (issue 10: SQLAlchemy's per-row parameter processing was a third of the SQLite pipeline)."""
-    first = rows[0]
-    constants = {c.name: c.default.arg for c in table.columns
-                 if c.default is not None and c.default.is_scalar and c.name not in first}
-    constants.update(same)
-    columns = [c for c in first if c not in constants]
+    constants = _constants(table, rows[0], same)
+    columns = [c for c in rows[0] if c not in constants]
     cells = [_bound(conn, table.c[c], list(map(operator.itemgetter(c), rows))) for c in columns]
-    cells += [_bound(conn, table.c[c], [v])[0:1] * len(rows) for c, v in constants.items()]
+    cells += [_bound(conn, table.c[c], [v]) * len(rows) for c, v in constants.items()]  # processed once
     names = ", ".join(f'"{c}"' for c in [*columns, *constants])
     marks = ", ".join("?" * (len(columns) + len(constants)))
     conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', list(zip(*cells)))
@@ -129,9 +136,7 @@ def _bound(conn: Connection, column, values: list) -> list:
 
 def _copy_rows(conn: Connection, table: Table, first: dict, rows: Iterable[dict], count: int,
                same: dict | None = None) -> int:
-    constants = {c.name: c.default.arg for c in table.columns
-                 if c.default is not None and c.default.is_scalar and c.name not in first}
-    constants.update(same or {})  # COPY skips the ORM's Python-side defaults: apply them, and the shared values
+    constants = _constants(table, first, same)
     columns = [c for c in first if c not in constants] + list(constants)
     _copy(conn, table.name, columns, rows, _json_columns(table), constants)
     return count

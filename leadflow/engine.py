@@ -326,7 +326,9 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
         timings["allocate"] += tick_() - t0
         return {**{k: earlier[k] for k in totals}, "allocation": allocation_, "batches": earlier["batches"],
                 "errors": [], "already_registered": True, "docs": None, "as_of": out["as_of"], "timings": timings}
-    chunks = intake.read_ahead(intake.file_chunks(registration_rows(path), size))  # the next read as this one runs
+    # the next chunk is read, normalised and formatted for COPY while this one runs (issue 10)
+    chunks = intake.read_ahead(intake.prepared_chunks(intake.file_chunks(registration_rows(path), size),
+                                                      intake.preparer(ctx)))
     every_earlier = True
     while True:
         t0 = tick_()
@@ -335,19 +337,20 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
         timings["read"] += tick_() - t0
         if item is None:
             break
-        number, last, rows = item
+        number, last, rows, prepared = item
         batch_id = intake.file_batch_id(digest, number, last)
         t0 = tick_()
         steps: dict[str, float] = {}
         with run(ctx, as_of, runner) as (rctx, out):
             try:
-                summary = intake.run_intake(rctx, batch_id, source, rows, out["as_of"], digest, steps)
+                summary = intake.run_intake(rctx, batch_id, source, rows, out["as_of"], digest, steps,
+                                            prepared)
             except intake.StageFailure as e:  # R-VAL-3: this batch is quarantined and finished; the rest go on
                 out_["errors"].append(f"batch {number}: {e}")
                 with ctx.engine.connect() as conn:
                     summary = intake.previous_summary(conn, batch_id) or {}
             after = offer_pool(rctx, out["as_of"])
-        del rows  # the chunk is done: only one is ever held
+        del rows, prepared  # the chunk is done: only one is ever held (and the next, read ahead)
         release_free_memory()  # and what it took goes back to the system: the resident set stays one chunk's
         count_offers(out.get("pool_before"), after, out.get("pool"))
         every_earlier = every_earlier and bool(summary.get("already_registered"))

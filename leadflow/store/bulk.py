@@ -197,15 +197,26 @@ def _copy(conn: Connection, table_name: str, columns: list[str], rows: Iterable[
     first = list(itertools.islice(it, _PIECE_ROWS))
     if not first:
         return
-    dbapi = conn.connection.dbapi_connection
-    codec = psycopg2.extensions.encodings.get(dbapi.encoding, "utf-8")  # the bytes COPY expects, as psycopg2 would
+    codec = copy_codec(conn)
     # The text is made piece by piece while COPY reads it (`_Pieces`): the server inserts one piece while
     # Python makes and formats the next, on the other core (issue 10: formatting all first left one idle).
     constants = constants or {}
-    pieces = _Pieces(_piece_text(piece, columns, json_columns, constants, codec) for piece in itertools.chain(
-        [first], iter(lambda: list(itertools.islice(it, _PIECE_ROWS)), [])))
+    _send(conn, table_name, columns, (_piece_text(piece, columns, json_columns, constants, codec)
+                                      for piece in itertools.chain(
+                                          [first], iter(lambda: list(itertools.islice(it, _PIECE_ROWS)), []))))
+
+
+def copy_codec(conn: Connection) -> str:
+    """The Python codec of the bytes COPY expects on `conn` (its client encoding), as psycopg2 would encode."""
+    return psycopg2.extensions.encodings.get(conn.connection.dbapi_connection.encoding, "utf-8")
+
+
+def _send(conn: Connection, table_name: str, columns: list[str], pieces: Iterable[bytes]) -> None:
+    """COPY the text `pieces` (each whole lines of `columns`, in COPY's text format) into `table_name`.
+    Errors: the driver's COPY error, masked (R-REG-7); a piece's own error (ValueError) as it was raised."""
+    pieces = _Pieces(pieces)
     cols = ", ".join(f'"{c}"' for c in columns)
-    cursor = dbapi.cursor()
+    cursor = conn.connection.dbapi_connection.cursor()
     try:
         cursor.copy_expert(f'COPY "{table_name}" ({cols}) FROM STDIN', pieces, size=1 << 20)
     except Exception as e:  # R-REG-7: a COPY error quotes the failing row (its CONTEXT line): masked, no chain
@@ -214,6 +225,44 @@ def _copy(conn: Connection, table_name: str, columns: list[str], rows: Iterable[
         raise masked_driver_error(e) from None
     finally:
         cursor.close()
+
+
+def copy_text(table: Table, columns: list[str], rows: list[dict], codec: str) -> list[bytes]:
+    """`rows` (dicts holding `columns`) as COPY text pieces of `table`'s `columns`, made before the COPY — in
+    another thread, while the connection works on something else (issue 10: a file's next chunk is formatted
+    while this one is decided) — and sent by `copy_lines`. Values as `_copy` sends them; raises ValueError as
+    it does (a NUL, a value `codec` cannot hold)."""
+    json_columns = _json_columns(table)
+    return [_piece_text(rows[i:i + _PIECE_ROWS], columns, json_columns, {}, codec)
+            for i in range(0, len(rows), _PIECE_ROWS)]
+
+
+def copy_lines(conn: Connection, table: Table, columns: list[str], pieces: list[bytes], ids: list[int],
+               same: dict | None = None) -> int:
+    """COPY `pieces` (`copy_text` of `columns`, `len(ids)` lines in all) into `table`, each line given its row's
+    id from `ids` (in order) and the values of `same` (one for every row, formatted once). Returns the rows
+    sent. Raises ValueError when the pieces do not hold one line per id (nothing is sent then), and the COPY's
+    errors as `_copy` does. Checks no references: `columns` and `same` must name none (`references.CHECKED`)."""
+    same = same or {}
+    if references.CHECKED.get(table.name, {}).keys() & {*columns, *same}:
+        raise ValueError(f"copy_lines cannot check the references of {table.name}")
+    if sum(piece.count(b"\n") for piece in pieces) != len(ids):
+        raise ValueError("the COPY text does not hold one line per id")
+    codec = copy_codec(conn)
+    # the same values' text, made once: a line of one row of constants, without its newline
+    suffix = b"\t" + _piece_text([{}], list(same), _json_columns(table), same, codec)[:-1] if same else b""
+    tail = [str(i).encode(codec) + suffix for i in ids]
+
+    def lined():
+        start = 0
+        for piece in pieces:
+            lines = piece.split(b"\n")
+            lines.pop()  # after the last newline: nothing (a value's own newline is escaped, \\n)
+            yield b"".join(map(b"%b\t%b\n".__mod__, zip(lines, tail[start:start + len(lines)])))
+            start += len(lines)
+
+    _send(conn, table.name, [*columns, "id", *same], lined())
+    return len(ids)
 
 
 class _Pieces:

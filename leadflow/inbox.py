@@ -106,16 +106,26 @@ def deliveries(conn: Connection, digests: list[str]) -> dict[str, Delivery]:
     """The finished deliveries of these file digests, by digest; two queries for the batches and two for their
     problem rows, whatever the number of files."""
     ids = {d: batch_ids(d) for d in digests}
-    intake = {b["id"]: b for b in conn.execute(select(IntakeBatch).where(
-        IntakeBatch.id.in_([i for i, _ in ids.values()]), IntakeBatch.finished_at.is_not(None))).mappings()}
+    # a registration file larger than `intake.batch_rows` is several batches (`stages.intake.file_batch_id`),
+    # its last one named as a one-batch file is: delivered when that one is finished, counted over all of them
+    batches: dict[str, list] = {}
+    for b in conn.execute(select(IntakeBatch.id, IntakeBatch.digest, IntakeBatch.rows_in, IntakeBatch.accepted,
+                                 IntakeBatch.attached).where(IntakeBatch.digest.in_(digests),
+                                                             IntakeBatch.finished_at.is_not(None))):
+        if b.id.startswith(ids[b.digest][0]):
+            batches.setdefault(ids[b.digest][0], []).append(b)
+    intake = {i: {"rows_in": sum(b.rows_in for b in bs), "accepted": sum(b.accepted for b in bs),
+                  "attached": sum(b.attached for b in bs)}
+              for i, bs in batches.items() if any(b.id == i for b in bs)}
+    of_file = {b.id: i for i, bs in batches.items() if i in intake for b in bs}
     events = {b["id"]: b for b in conn.execute(select(EventBatch).where(
         EventBatch.id.in_([e for _, e in ids.values()]), EventBatch.finished_at.is_not(None))).mappings()}
     problems: dict[str, list[str]] = {}
-    for batch, row, reasons in conn.execute(
+    for batch, row, reasons in conn.execute(  # row numbers count over the whole file (`file_chunks`)
             select(Registration.batch_id, Registration.row_number, Registration.reasons)
-            .where(Registration.batch_id.in_(list(intake)), Registration.status == "quarantined")
-            .order_by(Registration.batch_id, Registration.row_number)):
-        problems.setdefault(batch, []).append(f"row {row}: {', '.join(reasons or []) or 'quarantined'}")
+            .where(Registration.batch_id.in_(list(of_file)), Registration.status == "quarantined")
+            .order_by(Registration.row_number, Registration.batch_id)):
+        problems.setdefault(of_file[batch], []).append(f"row {row}: {', '.join(reasons or []) or 'quarantined'}")
     for batch, row, kind, reason in conn.execute(
             select(Event.batch_id, Event.row_number, Event.type, Event.reason)
             .where(Event.batch_id.in_(list(events)), Event.status == "refused")

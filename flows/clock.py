@@ -52,7 +52,7 @@ def engine_run(as_of: dt.datetime | None, act: Callable[[dt.datetime | None, dt.
             result = act(rctx.run_after, out["as_of"])
     decisions = (out.get("pool_before") or {}).get("decisions", []) + out["pool"].get("decisions", [])
     if decisions:
-        reporting.publish_allocations("pool", decisions)
+        reporting.publish_allocations("pool", decisions[:reporting.SHOWN_ROWS], total=len(decisions))
         reporting.notify_owners(decisions)
     out["holds"] = reporting.publish_holds()
     out["attention"] = reporting.publish_run_summary(out, result)  # issue 9.4: every engine run has its summary

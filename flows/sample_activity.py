@@ -35,7 +35,7 @@ def sample_activity_flow(as_of: AsOf = None) -> dict:
     registered = steps.register_new(as_of)
     decisions = registered.pop("decisions")
     if decisions:  # R-ALLOC-7: published as the intake flow publishes a file's
-        reporting.publish_allocations("new sample leads", decisions)
+        reporting.publish_allocations("new sample leads", decisions[:reporting.SHOWN_ROWS], total=len(decisions))
         reporting.notify_owners(decisions)
     done = {**steps.deliver(as_of, lookahead_minutes=LOOKAHEAD.total_seconds() / 60), "registered": registered}
     return caught if caught.is_failed() else done  # what needs a person is not Completed (issue 9.5)

@@ -45,7 +45,8 @@ def stage_runner(stage: str, at: dt.datetime, work: Callable[[], dict]) -> dict:
     elif stage == "monthly_audit" and summary.get("listed"):
         reporting.publish_audit(summary)
     elif stage == "audit_grace" and summary.get("taken_back"):
-        reporting.publish_allocations("audit re-allocation", summary["decisions"])
+        reporting.publish_allocations("audit re-allocation", summary["decisions"][:reporting.SHOWN_ROWS],
+                                      total=len(summary["decisions"]))
         reporting.notify_owners(summary["decisions"])
     elif stage == "conversion_expiry" and summary.get("decisions"):
         reporting.publish_expiry(summary)

@@ -17,11 +17,12 @@ from leadflow.intake.readers import IntakeFileError, file_digest, registration_r
 from leadflow.stages import intake
 from leadflow.store.transient import retry_transient
 from tasks.context import stage_ctx
+from tasks.reporting import SHOWN_ROWS
 from tasks.masked import task
 
 RETRY = {"retries": 2, "retry_delay_seconds": [2, 5], "retry_condition_fn": retry_transient,
          "cache_policy": NO_CACHE}
-SAMPLE_DECISIONS = 200  # allocations an offer returns to the flow for its artifact; the ledger holds them all
+SAMPLE_DECISIONS = SHOWN_ROWS  # allocations an offer returns to the flow for its artifact
 
 
 def batch_id_for(path: str) -> tuple[str, str]:

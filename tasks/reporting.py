@@ -9,6 +9,7 @@ from collections import Counter
 
 from tasks.masked import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Text, cast, func, select
 
 from leadflow.names import Labels, explanation_people, load_labels
@@ -34,7 +35,8 @@ def publishing(name: str):
                     f"{name} could not be published ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
                     "the data of this run is committed and correct: only this report is missing."))
                 return None
-        return task(name=name, retries=1, retry_delay_seconds=2)(guarded)
+        # NO_CACHE: a report is a side effect, never a cached result (and its inputs are not hashed)
+        return task(name=name, retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)(guarded)
     return wrap
 
 
@@ -125,6 +127,19 @@ def considered(explanation: dict | None, labels: Labels) -> str:
     return "considered " + "; ".join(parts) if parts else "considered nobody: no one in the org chart could hold it"
 
 
+# The rows of any list an artifact shows (issue 10): a stage that touched 200,000 leads publishes its count and its
+# first 200 — Prefect's UI and API are not a report; the store, the ledger and `leadflow report` hold every row.
+SHOWN_ROWS = 200
+
+
+def shown(items: list, see_all: str) -> tuple[list, str]:
+    """The first SHOWN_ROWS of `items` (already in the order to show), and what the artifact's description adds
+    when there were more: "; the first 200 of 201,096 shown: <see_all>" (else "")."""
+    if len(items) <= SHOWN_ROWS:
+        return items, ""
+    return items[:SHOWN_ROWS], f"; the first {SHOWN_ROWS} of {len(items):,} shown: {see_all}"
+
+
 @publishing("publish allocation table")
 def publish_allocations(title: str, decisions: list[dict], total: int | None = None) -> int:
     """R-ALLOC-7: the published allocation, from the ledger entries the stage wrote: per lead the customer (id
@@ -132,9 +147,12 @@ def publish_allocations(title: str, decisions: list[dict], total: int | None = N
     reason, and who was considered and why each was skipped. Returns the number of rows.
 
     `total`: how many allocations there were when `decisions` is a sample of them (a big file): the artifact
-    says so, and how to see them all."""
+    says so, and how to see them all. At most SHOWN_ROWS rows are published, whoever calls: a pool offer of a
+    hundred thousand leads is a short table and the count, never a hundred-thousand-row artifact."""
     if not decisions:
         return 0
+    total = max(total or 0, len(decisions))
+    decisions = decisions[:SHOWN_ROWS]
     people = {p for d in decisions for p in explanation_people(d.get("explanation"))}
     people |= {p for d in decisions for p in (d.get("person_id"), d.get("from_person_id")) if p}
     depts = {d.get("department_id") for d in decisions}
@@ -170,7 +188,8 @@ def _table(rows: list[dict], key: str, description: str) -> None:
 @publishing("publish SLA breaches")
 def publish_breaches(summary: dict) -> None:
     """R-SLA-1..4: one row per breach, owner and department by name, the deadline in business time."""
-    found = summary.get("rows", [])
+    found, more = shown(summary.get("rows", []), "`leadflow report breaches --since DATE --until DATE --format csv` "
+                        "lists them all")
     labels = labels_for([r["person_id"] for r in found], (), [r["customer_id"] for r in found])
     depts = labels_for((), labels.person_departments.values())
     rows = [{"customer": labels.customer(r["customer_id"]), "owner": labels.person(r["person_id"]),
@@ -178,26 +197,30 @@ def publish_breaches(summary: dict) -> None:
              "rule": r["rule_id"], "due": when(r.get("at"))} for r in found]
     _table(rows, "sla-breaches",
            f"R-SLA-1..4 breaches recorded as of {when(summary.get('as_of'))}: {summary.get('breaches', 0)} "
-           f"(fines {summary.get('fines', 0)}, pauses {summary.get('pauses', 0)})")
+           f"(fines {summary.get('fines', 0)}, pauses {summary.get('pauses', 0)})" + more)
 
 
 @publishing("publish audit listing")
 def publish_audit(summary: dict) -> None:
     """R-SLA-5: EC未有效跟进记录表, one row per listed lead, grouped by the department's manager."""
     listing = sorted(summary.get("listing", []), key=lambda r: (r["manager"], r["owner"], r["customer_id"]))
+    total = len(listing)
+    listing, more = shown(listing, "the ledger holds every one (action audit_listing, R-SLA-5)")
     labels = labels_for([p for r in listing for p in [r["owner"], *r["manager"].split(", ")]],
                      [r["department"] for r in listing], [r["customer_id"] for r in listing])
     rows = [{"manager": ", ".join(labels.person(m) for m in r["manager"].split(", ")),
              "department": labels.department(r["department"]), "owner": labels.person(r["owner"]),
              "customer": labels.customer(r["customer_id"]), "listed": when(r.get("listed_at"))} for r in listing]
-    _table(rows, "monthly-audit-listing", f"R-SLA-5 listing as of {when(summary.get('as_of'))}: {len(rows)} leads")
+    _table(rows, "monthly-audit-listing", f"R-SLA-5 listing as of {when(summary.get('as_of'))}: {total} leads" + more)
 
 
 @publishing("publish expiry reassignments")
 def publish_expiry(summary: dict) -> None:
     """R-CONV-2 with its consequences: the previous owner is barred from the tier and keeps a commission claim."""
     new_owner = {d.get("customer_id"): d.get("person_id") for d in summary.get("decisions", [])}
-    taken = summary.get("taken_back", [])
+    total = len(summary.get("taken_back", []))
+    taken, more = shown(summary.get("taken_back", []), "`leadflow report allocations --since DATE --until DATE "
+                        "--format csv` lists every re-allocation")
     labels = labels_for([t["from"] for t in taken] + [p for p in new_owner.values() if p], (),
                      [t["customer_id"] for t in taken])
     rows = [{"customer": labels.customer(t["customer_id"]), "tier": t["tier"], "from": labels.person(t["from"]),
@@ -206,19 +229,21 @@ def publish_expiry(summary: dict) -> None:
              "consequence": f"{labels.person(t['from'])} barred from {t['tier']} until a {t['tier']} close "
                             f"(R-SUSP-7); 30% of the commission if it later closes and follow-ups were kept (R-CONV-3)"}
             for t in taken]
-    _table(rows, "conversion-expiry", f"R-CONV-2 reassignments as of {when(summary.get('as_of'))}: {len(rows)}")
+    _table(rows, "conversion-expiry", f"R-CONV-2 reassignments as of {when(summary.get('as_of'))}: {total}" + more)
 
 
 @publishing("publish review")
 def publish_review(summary: dict) -> None:
     """R-TIER-5 re-tiered customers and R-TIER-4 grades, people by name."""
-    retiered, regraded = summary.get("retiered", []), summary.get("regraded", [])
+    retiered, more = shown(summary.get("retiered", []), "the ledger holds every re-tier (R-TIER-5)")
+    regraded = summary.get("regraded", [])  # one row per salesperson: a short list
     labels = labels_for([c["pid"] for c in regraded], (), [c["cid"] for c in retiered])
     rows = [{"what": "customer tier", "who": labels.customer(c["cid"]), "from": c["old"], "to": c["new"]}
             for c in retiered]
     rows += [{"what": "salesperson grade", "who": labels.person(c["pid"]), "from": "",
               "to": f"{c['g'] or 'ungraded'} {c['r'] or ''}".strip()} for c in regraded]
-    _table(rows, "quarterly-review", f"R-TIER-5 review as of {when(summary.get('as_of'))}")
+    _table(rows, "quarterly-review", f"R-TIER-5 review as of {when(summary.get('as_of'))}: "
+           f"{len(summary.get('retiered', []))} customers re-tiered" + more)
 
 
 @publishing("notify owners")
@@ -246,7 +271,8 @@ def pool_message(summary: dict) -> str:
 @publishing("publish pool warning")
 def publish_pool_warning(summary: dict) -> int:
     """R-ALLOC-5: every lead left in the pool, with its tier and why, people and departments by name."""
-    pooled = summary.get("pooled_leads", [])
+    pooled, more = shown(summary.get("pooled_leads", []), "`leadflow report customers` lists every customer and "
+                         "its status")
     labels = labels_for((), {d for x in pooled for d in re.findall(r"\b\w+\b", x["reason"])},  # departments named
                      [x["customer_id"] for x in pooled])
     n = summary.get("pooled", len(pooled))
@@ -254,6 +280,8 @@ def publish_pool_warning(summary: dict) -> int:
              "Nobody eligible could take them (R-ALLOC-5); they are offered again at the next allocation run.", "",
              "| customer | tier | why |", "|---|---|---|"]
     lines += [f"| {labels.customer(x['customer_id'])} | {x['tier']} | {named(x['reason'], labels)} |" for x in pooled]
+    if more:
+        lines += ["", f"_{more[2:]}._"]
     create_markdown_artifact(mask_phones_in_text("\n".join(lines)), key="pool-warning",
                              description=mask_phones_in_text(pool_message(summary)))
     return len(pooled)
@@ -295,11 +323,12 @@ def publish_holds() -> int:
     with stage_ctx().engine.connect() as conn:
         holds = open_holds(conn)
     if holds:
+        first, more = shown(holds, "the ledger holds every one (action validation_flag, R-VAL-2)")
         create_table_artifact([{"registration": h["registration_id"], "customer": h["customer_id"],
                                 "kept out of": h["suite"], "because": ", ".join(h["reasons"]),
-                                "since": when(h["flagged_at"])} for h in holds], key="records-on-hold",
+                                "since": when(h["flagged_at"])} for h in first], key="records-on-hold",
                               description=f"{len(holds)} registration records are kept out of a stage until "
-                                          "they are fixed (R-VAL-2)")
+                                          "they are fixed (R-VAL-2)" + more)
     return len(holds)
 
 

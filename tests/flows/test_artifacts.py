@@ -217,3 +217,40 @@ def test_issue9_4_the_lifecycle_run_has_a_summary_naming_each_step(project):
     # found by the operator trial: the dashboard and one click say what was allocated to whom and why
     assert "## Allocated in this run: 1" in text and "(ref H-010)" in text and "R-ALLOC-" in text, text
     assert "## SLA breaches recorded in this run: 0" in text
+
+
+def test_issue10_a_stage_of_thousands_publishes_its_count_and_first_rows_never_every_row(project):
+    """Issue 10 (R-SLA-1, R-SLA-5, R-CONV-2, R-ALLOC-5, R-ALLOC-7): at a million leads a tick breaches 200,000
+    and an offer allocates as many; an artifact shows the count and the first SHOWN_ROWS rows, and says where
+    every row is — never a table of every lead (Prefect's API and UI are not a report)."""
+    from tasks import reporting
+    from tasks.masked import flow
+
+    n = reporting.SHOWN_ROWS + 50
+    ids = range(1, n + 1)
+
+    @flow(name="publish many")
+    def publish_many():
+        reporting.publish_breaches({"rows": [{"person_id": "s1", "customer_id": i, "rule_id": "R-SLA-1",
+                                              "at": MONDAY} for i in ids], "breaches": n, "as_of": MONDAY})
+        reporting.publish_audit({"listing": [{"manager": "m1", "owner": "s1", "department": "d1", "customer_id": i,
+                                              "listed_at": MONDAY} for i in ids], "as_of": MONDAY})
+        reporting.publish_expiry({"taken_back": [{"customer_id": i, "tier": "C", "from": "s1", "expired_at": MONDAY}
+                                                 for i in ids], "decisions": [], "as_of": MONDAY})
+        reporting.publish_allocations("pool", [{"at": MONDAY, "rule_id": "R-ALLOC-2", "reason": "rotation",
+                                                "customer_id": i, "person_id": "s1", "department_id": "d1",
+                                                "explanation": {}} for i in ids])
+        reporting.publish_pool_warning({"pooled": n, "pooled_leads": [{"customer_id": i, "tier": "C",
+                                                                       "reason": "nobody free"} for i in ids]})
+
+    state = publish_many(return_state=True)
+    assert state.is_completed(), state.message
+    artifacts = _artifacts(state)
+    for prefix, see in (("sla-breaches", "leadflow report breaches"), ("monthly-audit-listing", "audit_listing"),
+                        ("conversion-expiry", "leadflow report allocations"), ("allocation-pool", "report allocations")):
+        found = [a for a in artifacts if (a["key"] or "").startswith(prefix)][-1]
+        assert len(_table(artifacts, prefix)) == reporting.SHOWN_ROWS, prefix
+        assert f"of {n}" in found["description"] and see in found["description"], found["description"]
+    pool = [a for a in artifacts if a["key"] == "pool-warning"][-1]
+    assert pool["data"].count("| C |") == reporting.SHOWN_ROWS
+    assert f"# {n} leads left in the company pool" in pool["data"] and f"of {n} shown" in pool["data"]

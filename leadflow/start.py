@@ -230,12 +230,18 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def stop_on_sigterm() -> None:
+    """`kill` (SIGTERM) stops a long command as Ctrl-C does: a KeyboardInterrupt, so its cleanup runs (the
+    server it started, the bench's temporary folder and PostgreSQL schema) and it ends "interrupted." (130)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def start(port: int | None = None, leads: int | None = None, serve: bool = True) -> int:
     """The main job (the module's docstring); `port`: its Prefect server's (default: PREFECT_API_URL's, else
     prefect.toml's 4200). Prints one line per step on stdout (`Prefect UI: …`, …, `ready in N s`), progress on
     stderr (leadflow.progress). Returns 0 once stopped (Ctrl-C or SIGTERM), stopping the server it started."""
     began = time.monotonic()
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    stop_on_sigterm()
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background by a shell
         signal.signal(signal.SIGINT, _interrupt)
     started = ensure_server(port)

@@ -34,6 +34,9 @@ def bench(leads: Annotated[Optional[int], typer.Option(
           ) -> int:
     """Measure the pipeline beside the raw database on the same rows; the last line is the ratio."""
     from leadflow.progress import progress
+    from leadflow.start import stop_on_sigterm
+
+    stop_on_sigterm()  # a `kill` drops the bench's schema and temporary folder too
 
     if database_url is not None and database_url.strip().lower().startswith("sqlite"):
         raise ArgumentError("--database-url takes a PostgreSQL URL; without it the bench runs on a temporary SQLite file.")

@@ -41,3 +41,47 @@ def test_bench_refuses_arguments_it_would_ignore_or_cannot_serve_in_one_sentence
     assert cli.main(["bench", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err and "Traceback" not in err
+
+
+@pytest.mark.postgres
+def test_a_killed_bench_leaves_no_temporary_folder_and_no_schema_behind(tmp_path):
+    """Issue 10 (found by the fresh-clone trial): `kill` (SIGTERM) stops the bench as Ctrl-C does — its temporary
+    folder and its PostgreSQL schema are removed, and it ends in one sentence, exit 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sqlalchemy import text
+
+    from leadflow.store.db import make_engine
+    from tests.conftest import require_postgres
+
+    admin = require_postgres()
+    schemas = text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'replay%'")
+    engine = make_engine(admin)
+    with engine.connect() as conn:
+        before = set(conn.execute(schemas).scalars())
+    proc = subprocess.Popen([sys.executable, "-m", "leadflow.cli", "bench", "--leads", "2000000", "--no-latency",
+                             "--database-url", admin], env={**os.environ, "TMPDIR": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # until it is writing its file, in its folder, with its schema made
+            if list(tmp_path.glob("leadflow-bench-*/*")):
+                break
+            time.sleep(0.1)
+        assert list(tmp_path.glob("leadflow-bench-*")), "the bench never started"
+        with engine.connect() as conn:
+            made = set(conn.execute(schemas).scalars()) - before  # (other runs may make and drop their own)
+        assert made
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.strip().splitlines()[-1].endswith("interrupted."), err
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("leadflow-bench-*"))
+    with engine.connect() as conn:
+        assert not made & set(conn.execute(schemas).scalars())
+    engine.dispose()

@@ -78,10 +78,19 @@ class Registration(Base):
     raw: Mapped[dict | None]
     status: Mapped[str] = mapped_column(String(16), default="staged")  # staged|accepted|attached|quarantined
     reasons: Mapped[list | None]
-    dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(index=True)  # checked per batch (store.references)
+    dedupe_key: Mapped[str | None] = mapped_column(String(300))  # unique where set (uq_registrations_dedupe_key)
+    customer_id: Mapped[int | None]  # checked per batch (store.references)
     staged_at: Mapped[dt.datetime]
     decided_at: Mapped[dt.datetime | None]
+    # Issue 10: a row is staged with neither a key nor a customer, and most quarantined rows keep neither: the
+    # indexes hold only the rows that have one (R-REG-4's one claim per key is the same; lookups by key or
+    # customer name a value, so the planner uses them). A staged row then writes two index entries, not four.
+    __table_args__ = (
+        Index("uq_registrations_dedupe_key", "dedupe_key", unique=True,
+              sqlite_where=text("dedupe_key IS NOT NULL"), postgresql_where=text("dedupe_key IS NOT NULL")),
+        Index("ix_registrations_customer_id", "customer_id",
+              sqlite_where=text("customer_id IS NOT NULL"), postgresql_where=text("customer_id IS NOT NULL")),
+    )
 
 
 # Registration columns no statement filters, joins or groups on: ANALYZE leaves them out (statistics target 0),

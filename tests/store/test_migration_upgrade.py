@@ -187,3 +187,36 @@ def test_db_upgrade_refuses_a_database_it_cannot_reach_in_one_sentence(monkeypat
         get_settings.cache_clear()
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot connect to the database" in err and "Traceback" not in err
+
+
+def test_issue10_r_reg_4_after_0010_a_claimed_key_is_still_unique_and_unset_keys_and_customers_are_not_indexed(
+        database_url):
+    """0010: the registrations' key and customer indexes are partial (`… IS NOT NULL`): a staged row writes no entry
+    in either, and R-REG-4 holds as before — a second row claiming a key already claimed is refused by the
+    database, however many rows hold none."""
+    from sqlalchemy.exc import IntegrityError
+
+    url, schema = database_url
+    engine = make_engine(url, schema=schema)
+    cfg = alembic_config(url)
+    row = ("INSERT INTO registrations (batch_id, row_number, phone_kind, amount_status, status, staged_at, by_known, "
+           "dedupe_key) VALUES ('b', 1, 'mobile', 'ok', 'staged', :t, true, :k)")
+    with engine.begin() as conn:
+        if schema:
+            cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        if engine.dialect.name == "postgresql":
+            defs = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = "
+                                          "current_schema() AND tablename = 'registrations'")).all())
+        else:
+            defs = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
+                                          "tbl_name = 'registrations' AND sql IS NOT NULL")).all())
+        for _ in range(3):
+            conn.execute(text(row), {"t": T0, "k": None})
+        conn.execute(text(row), {"t": T0, "k": "k1"})
+    assert "WHERE" in defs["uq_registrations_dedupe_key"] and "UNIQUE" in defs["uq_registrations_dedupe_key"]
+    assert "WHERE" in defs["ix_registrations_customer_id"]
+    assert not [d for d in defs.values() if "dedupe_key" in d and "WHERE" not in d]  # no full index left beside it
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(row), {"t": T0, "k": "k1"})
+    engine.dispose()

@@ -130,18 +130,26 @@ def stage_rows(conn: Connection, ctx: StageContext, batch_id: str, source: str, 
     batch re-stages. Returns the number of rows staged. `keep`, when given, gets each staged row's
     `_DECIDE_COLUMNS` (a dict, with its new id) in row order: what `decide` would read back. `prepared`: the
     same rows as `prepare_rows` normalised and formatted them ahead of the run; used while it still holds (the
-    same policy, people and encoding; PostgreSQL, a COPY's worth of rows), else the rows are normalised here —
-    the staged rows are the same either way."""
+    same policy and people; on PostgreSQL the same encoding and a COPY's worth of rows), else the rows are
+    normalised here — the staged rows are the same either way."""
     rt = Registration.__table__
     conn.execute(rt.delete().where(rt.c.batch_id == batch_id, rt.c.status == "staged"))
     claim(conn, IntakeBatch.__table__, {"id": batch_id, "source": source, "digest": digest, "rows_in": len(rows),
                                         "started_at": now})  # one claim per file digest (issue 8.2)
     known = set(conn.execute(select(Person.id)).scalars())
-    if (prepared is not None and len(prepared.slim) == len(rows) >= COPY_THRESHOLD
-            and conn.dialect.name == "postgresql" and prepared.policy is ctx.policy and prepared.known == known
+    holds = (prepared is not None and len(prepared.slim) == len(rows) and prepared.policy is ctx.policy
+             and prepared.known == known)
+    ids = None
+    if (holds and prepared.pieces is not None and len(rows) >= COPY_THRESHOLD and conn.dialect.name == "postgresql"
             and prepared.codec == copy_codec(conn)):
         ids = _draw_ids(conn, rt, len(rows))
         copy_lines(conn, rt, list(prepared.columns), prepared.pieces, ids, same=_staged_constants(batch_id, now))
+    elif holds and prepared.records is not None and conn.dialect.name != "postgresql":
+        constants = _staged_constants(batch_id, now)
+        for record in prepared.records:
+            record.update(constants)
+        ids = insert_with_ids(conn, rt, prepared.records)
+    if ids is not None:
         if keep is not None:
             keep.extend(dict(zip(_DECIDE_COLUMNS, (rid, *values))) for rid, values in zip(ids, prepared.slim))
         return len(ids)
@@ -174,46 +182,50 @@ class Prepared:
 
     `policy`, `known` (the people's ids) and `codec` are what it was made with: `stage_rows` uses it only while
     they still hold. `columns`: the staged row's columns in `pieces`, without the id and the batch's constants;
-    `slim`: each row's `_DECIDE_COLUMNS` but the id, in row order."""
+    `slim`: each row's `_DECIDE_COLUMNS` but the id, in row order. Without a codec (SQLite, which inserts in
+    process) the chunk keeps its normalised `records` instead of COPY text."""
 
     policy: object
     known: frozenset[str]
-    codec: str
+    codec: str | None
     columns: tuple[str, ...]
-    pieces: list[bytes]
+    pieces: list[bytes] | None
     slim: list[tuple]
+    records: list[dict] | None = None
 
 
 _PREPARED_AT = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # a placeholder: staged_at is the run's, set then
 
 
-def prepare_rows(ctx: StageContext, rows: list[dict], known: frozenset[str], codec: str) -> Prepared | None:
+def prepare_rows(ctx: StageContext, rows: list[dict], known: frozenset[str], codec: str | None) -> Prepared | None:
     """`rows` (a file's chunk, as the readers give them) normalised as `stage_rows` would stage them (R-REG-1..3)
-    and formatted as COPY text in `codec`: issue 10, done in the read-ahead thread while the run before decides
-    and allocates, so this chunk's staging only sends bytes. Reads nothing from the store. None for no rows, or
-    when a value cannot be formatted (then `stage_rows` normalises the rows itself and raises in its place)."""
+    and formatted as COPY text in `codec` (None: the records are kept as they are, for SQLite): issue 10, done in
+    the read-ahead thread while the run before decides and allocates, so this chunk's staging only sends bytes.
+    Reads nothing from the store. None for no rows, or when a value cannot be formatted (then `stage_rows`
+    normalises the rows itself and raises in its place)."""
     if not rows:
         return None
     cache: dict = {}
     records = [normalise_row(r, ctx, known, "", _PREPARED_AT, cache) for r in rows]
     constants = _staged_constants("", _PREPARED_AT)
     columns = tuple(c for c in records[0] if c not in constants)
+    pick = operator.itemgetter(*_DECIDE_COLUMNS[1:])
+    slim = list(map(pick, records))
+    if codec is None:
+        return Prepared(ctx.policy, frozenset(known), None, columns, None, slim, records)
     try:
         pieces = copy_text(Registration.__table__, list(columns), records, codec)
     except ValueError:
         return None
-    pick = operator.itemgetter(*_DECIDE_COLUMNS[1:])
-    return Prepared(ctx.policy, frozenset(known), codec, columns, pieces, list(map(pick, records)))
+    return Prepared(ctx.policy, frozenset(known), codec, columns, pieces, slim)
 
 
 def preparer(ctx: StageContext):
-    """`prepare_rows` bound to the store's people and COPY encoding now, for a file's chunks read ahead
-    (`prepared_chunks`); None where staging would not use it (SQLite)."""
-    if ctx.engine.dialect.name != "postgresql":
-        return None
+    """`prepare_rows` bound to the store's people and COPY encoding now (none on SQLite: its chunks are kept as
+    records), for a file's chunks read ahead (`prepared_chunks`)."""
     with ctx.engine.connect() as conn:
         known = frozenset(conn.execute(select(Person.id)).scalars())
-        codec = copy_codec(conn)
+        codec = copy_codec(conn) if conn.dialect.name == "postgresql" else None
     return functools.partial(prepare_rows, ctx, known=known, codec=codec)
 
 
@@ -249,7 +261,7 @@ def insert_with_ids(conn: Connection, table, rows: Iterable[dict], count: int | 
 
         insert_rows(conn, table, numbered() if not isinstance(rows, list) else list(numbered()), n)
         return ids
-    conn.execute(table.insert(), rows)
+    insert_rows(conn, table, rows)  # one executemany (the driver's own for a bulk of rows: bulk._executemany)
     top = conn.execute(select(func.max(table.c.id))).scalar()
     return list(range(top - n + 1, top + 1))
 

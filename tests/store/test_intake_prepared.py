@@ -62,12 +62,11 @@ def _staged(conn, batch_id: str) -> list[dict]:
 
 def _stage_both_ways(ctx, rows, monkeypatch):
     """The same rows staged by `stage_rows` itself (batch "plain") and from `prepare_rows` (batch "prepared"),
-    prepared with the store's people and COPY encoding (`intake.preparer`; on SQLite, which has none, as UTF-8).
-    Asserts that the prepared chunk was sent as it was on PostgreSQL."""
+    prepared with the store's people and COPY encoding (`intake.preparer`; SQLite keeps the records). Asserts that
+    the prepared chunk was used: its COPY text sent as it was on PostgreSQL, its records inserted on SQLite."""
     kept_plain, kept_prepared = [], []
-    prepare = intake.preparer(ctx) or (lambda rows: intake.prepare_rows(ctx, rows, frozenset({"m1", "s1", "k1"}),
-                                                                        "utf-8"))
-    prepared = prepare(rows)
+    prepared = intake.preparer(ctx)(rows)
+    assert (prepared.pieces is None) == (prepared.records is not None) == (ctx.engine.dialect.name == "sqlite")
     sent: list[int] = []
     real = intake.copy_lines
     monkeypatch.setattr(intake, "copy_lines", lambda conn, table, columns, pieces, ids, same=None:
@@ -79,14 +78,16 @@ def _stage_both_ways(ctx, rows, monkeypatch):
     with ctx.engine.connect() as conn:
         staged = _staged(conn, "plain"), _staged(conn, "prepared"), kept_plain, kept_prepared
     assert sent == ([len(rows)] if ctx.engine.dialect.name == "postgresql" else [])
+    if prepared.records is not None:  # the very records were inserted, given the batch's constants
+        assert {r["batch_id"] for r in prepared.records} == {"prepared"}
     return staged
 
 
 def test_r_reg_1_issue_10_a_prepared_chunk_stages_the_very_rows_staging_makes_itself(ctx, tmp_path, monkeypatch):
     """R-REG-1..3: hostile text (tabs, newlines, backslashes, `\\N`, control characters, 4-byte characters,
-    over-long values cut), amounts as written, bad times and unknown registrars come out of the prepared COPY
-    exactly as out of the usual staging, and `decide` is handed the same rows. (On SQLite the prepared chunk is
-    not used: staging there is one executemany in process; the rows are the same all the same.)"""
+    over-long values cut), amounts as written, bad times and unknown registrars come out of the prepared chunk
+    (COPY text on PostgreSQL, normalised records on SQLite) exactly as out of the usual staging, and `decide` is
+    handed the same rows."""
     write_file(tmp_path / "leads.csv", COPY_THRESHOLD + 40)
     rows = list(readers.registration_rows(tmp_path / "leads.csv"))
     plain, prepared, kept_plain, kept_prepared = _stage_both_ways(ctx, rows, monkeypatch)
@@ -106,7 +107,7 @@ def test_r_reg_1_issue_10_a_chunk_prepared_before_the_people_changed_is_normalis
     was unknown, staged after "nobody" joined, is not used, and their rows read as known."""
     write_file(tmp_path / "leads.csv", COPY_THRESHOLD)
     rows = list(readers.registration_rows(tmp_path / "leads.csv"))
-    prepared = (intake.preparer(ctx) or (lambda rows: None))(rows)
+    prepared = intake.preparer(ctx)(rows)
     with ctx.engine.begin() as conn:
         people.load_org(conn, [{"id": "d1", "name": "营销一部"}], [
             {"id": "m1", "department": "d1", "role": "manager"},

@@ -12,6 +12,7 @@ When it cannot be reached, its cases are skipped with the reason, unless CI=true
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
@@ -135,3 +136,21 @@ def store_engine(store_target):
         yield engine
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def gated_ctx(engine, target, policy, org_people: list[dict], flow_run_id: str):
+    """A StageContext on `engine` with the GX gate on `target` (url, schema), after loading one department "d1"
+    with `org_people`; the gate's cached connections are released after."""
+    from expectations import gate as gate_module
+    from leadflow.stages import people
+    from leadflow.stages.context import StageContext
+    from leadflow.wiring import make_gate
+
+    url, schema = target
+    with engine.begin() as conn:
+        people.load_org(conn, [{"id": "d1", "name": "营销一部"}], org_people)
+    try:
+        yield StageContext(engine=engine, policy=policy, flow_run_id=flow_run_id, gate=make_gate(url, schema, policy))
+    finally:
+        gate_module.clear_cache()

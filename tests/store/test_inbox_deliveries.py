@@ -10,11 +10,13 @@ import pytest
 
 from leadflow import engine, inbox
 from leadflow.policy import load_policy
-from leadflow.stages import people
-from leadflow.stages.context import StageContext
-from leadflow.wiring import make_gate
+from tests.conftest import gated_ctx
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+ORG = [
+    {"id": "m1", "department": "d1", "role": "manager"},
+    {"id": "s1", "department": "d1", "role": "sales", "grade": "C", "rank": 1},
+    {"id": "k1", "department": "d1", "role": "receptionist"}]
 
 
 def write_file(path, n: int, bad) -> None:
@@ -29,20 +31,9 @@ def write_file(path, n: int, bad) -> None:
 
 @pytest.fixture
 def ctx(store_engine, store_target):
-    from expectations import gate as gate_module
-
-    url, schema = store_target
-    policy = load_policy(overrides={"intake": {"batch_rows": 7}})
-    with store_engine.begin() as conn:
-        people.load_org(conn, [{"id": "d1", "name": "营销一部"}], [
-            {"id": "m1", "department": "d1", "role": "manager"},
-            {"id": "s1", "department": "d1", "role": "sales", "grade": "C", "rank": 1},
-            {"id": "k1", "department": "d1", "role": "receptionist"}])
-    try:
-        yield StageContext(engine=store_engine, policy=policy, flow_run_id="test-inbox-deliveries",
-                           gate=make_gate(url, schema, policy))
-    finally:
-        gate_module.clear_cache()
+    with gated_ctx(store_engine, store_target, load_policy(overrides={"intake": {"batch_rows": 7}}), ORG,
+                   "test-inbox-deliveries") as ctx:
+        yield ctx
 
 
 def test_issue9_3_r_val_2_a_file_of_several_batches_whose_last_is_all_bad_is_taken_and_counted_whole(ctx, tmp_path):

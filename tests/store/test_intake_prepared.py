@@ -13,12 +13,15 @@ from leadflow import engine as engines
 from leadflow.intake import readers
 from leadflow.policy import load_policy
 from leadflow.stages import intake, people
-from leadflow.stages.context import StageContext
 from leadflow.store.bulk import COPY_THRESHOLD, copy_lines, copy_text
 from leadflow.store.models import Registration
-from leadflow.wiring import make_gate
+from tests.conftest import gated_ctx
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+ORG = [
+    {"id": "m1", "department": "d1", "role": "manager"},
+    {"id": "s1", "department": "d1", "role": "sales", "grade": "C", "rank": 1},
+    {"id": "k1", "department": "d1", "role": "receptionist"}]
 HEADER = ["channel", "name", "phone", "amount", "registered_at", "registered_by", "external_ref", "inquiry"]
 ODD = ["tab\there", "two\nlines", "back\\slash \\N", "ctrl\x01\x7f", "普通话 ✓ 𝄞", "", " padded ", "x" * 12_000]
 
@@ -37,20 +40,9 @@ def write_file(path, n: int) -> None:
 
 @pytest.fixture
 def ctx(store_engine, store_target):
-    from expectations import gate as gate_module
-
-    url, schema = store_target
-    policy = load_policy(overrides={"intake": {"batch_rows": COPY_THRESHOLD}})
-    with store_engine.begin() as conn:
-        people.load_org(conn, [{"id": "d1", "name": "营销一部"}], [
-            {"id": "m1", "department": "d1", "role": "manager"},
-            {"id": "s1", "department": "d1", "role": "sales", "grade": "C", "rank": 1},
-            {"id": "k1", "department": "d1", "role": "receptionist"}])
-    try:
-        yield StageContext(engine=store_engine, policy=policy, flow_run_id="test-intake-prepared",
-                           gate=make_gate(url, schema, policy))
-    finally:
-        gate_module.clear_cache()
+    with gated_ctx(store_engine, store_target, load_policy(overrides={"intake": {"batch_rows": COPY_THRESHOLD}}),
+                   ORG, "test-intake-prepared") as ctx:
+        yield ctx
 
 
 def _staged(conn, batch_id: str) -> list[dict]:

@@ -13,10 +13,9 @@ from sqlalchemy import func, select
 from leadflow import engine
 from leadflow.intake import readers
 from leadflow.policy import load_policy
-from leadflow.stages import intake, people
-from leadflow.stages.context import StageContext
+from leadflow.stages import intake
 from leadflow.store.models import Customer, IntakeBatch, Ledger, Registration
-from leadflow.wiring import make_gate
+from tests.conftest import gated_ctx
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 HEADER = ["channel", "name", "phone", "amount", "registered_at", "registered_by", "external_ref"]
@@ -38,21 +37,12 @@ def write_file(path, n: int, bad=(3, 11), repeat: dict[int, int] | None = None) 
 
 @pytest.fixture
 def ctx(store_engine, store_target):
-    from expectations import gate as gate_module
-
-    url, schema = store_target
-    policy = load_policy(overrides={"intake": {"batch_rows": 7}})
-    with store_engine.begin() as conn:
-        people.load_org(conn, [{"id": "d1", "name": "营销一部"}], [
+    with gated_ctx(store_engine, store_target, load_policy(overrides={"intake": {"batch_rows": 7}}), [
             {"id": "m1", "department": "d1", "role": "manager"},
             {"id": "s1", "department": "d1", "role": "sales", "grade": "C", "rank": 1},
             {"id": "s2", "department": "d1", "role": "sales", "grade": "C", "rank": 2},
-            {"id": "k1", "department": "d1", "role": "receptionist"}])
-    try:
-        yield StageContext(engine=store_engine, policy=policy, flow_run_id="test-intake-stream",
-                           gate=make_gate(url, schema, policy))
-    finally:
-        gate_module.clear_cache()
+            {"id": "k1", "department": "d1", "role": "receptionist"}], "test-intake-stream") as ctx:
+        yield ctx
 
 
 def _counts(conn) -> dict:

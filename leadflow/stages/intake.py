@@ -637,13 +637,15 @@ def read_ahead(items: Iterator):
 # planner: a fresh table thought empty gets nested loops over 50,000 rows (21 s for 20,000 leads, not 0.05 s).
 # Once analyzed, PostgreSQL scales the row estimate with the table's size, so doubling is time enough again.
 _GROWN_BY_INTAKE = ("registrations", "customers")
-_STALE_SHARE = 0.5
+# n_mod_since_analyze counts a row inserted and then updated in the same run twice (a registration staged then
+# decided, a customer created then allocated): changes above the live rows mean about half the table is new
+_STALE_SHARE = 1.0
 _STALE_MIN_ROWS = 5000
 
 
 def refresh_statistics(engine, rows: int) -> None:
-    """After a large batch on PostgreSQL, ANALYZE the tables it grew whose statistics are stale (rows changed
-    since the last ANALYZE above _STALE_SHARE of the table): autovacuum would, but only later, and the runs
+    """After a large batch on PostgreSQL, ANALYZE the tables it grew whose statistics are stale (changes since
+    the last ANALYZE above _STALE_SHARE of the live rows): autovacuum would, but only later, and the runs
     after this batch (the pool offer, the next batch) plan their joins now. Geometric, so a file of N rows
     analyzes O(log N) times (5 for a million). Nothing on SQLite, or after a small batch (`rows`)."""
     if engine.dialect.name != "postgresql" or rows < _STALE_MIN_ROWS:

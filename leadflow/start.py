@@ -227,12 +227,15 @@ def _flush_logs() -> None:
 
 
 def _interrupt(signum, frame):
+    if signum == signal.SIGTERM:  # once: a second `kill` must not interrupt the cleanup the first one started
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def stop_on_sigterm() -> None:
     """`kill` (SIGTERM) stops a long command as Ctrl-C does: a KeyboardInterrupt, so its cleanup runs (the
-    server it started, the bench's temporary folder and PostgreSQL schema) and it ends "interrupted." (130)."""
+    server it started, the bench's temporary folder and PostgreSQL schema) and it ends "interrupted." (130). A
+    second SIGTERM while it cleans up is ignored (SIGKILL still ends it)."""
     signal.signal(signal.SIGTERM, _interrupt)
 
 

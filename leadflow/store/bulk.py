@@ -220,8 +220,8 @@ def _send(conn: Connection, table_name: str, columns: list[str], pieces: Iterabl
     try:
         cursor.copy_expert(f'COPY "{table_name}" ({cols}) FROM STDIN', pieces, size=1 << 20)
     except Exception as e:  # R-REG-7: a COPY error quotes the failing row (its CONTEXT line): masked, no chain
-        if pieces.error is not None:  # our own refusal (a NUL, an encoding), raised inside the driver's read
-            raise pieces.error from None
+        if pieces.error is not None:  # our own refusal (a NUL, an encoding) or an interrupt, raised inside the
+            raise pieces.error from None  # driver's read
         raise masked_driver_error(e) from None
     finally:
         cursor.close()
@@ -277,8 +277,8 @@ class _Pieces:
     def read(self, size: int = -1) -> bytes:
         try:
             return next(self._pieces, b"")
-        except Exception as e:
-            self.error = e
+        except BaseException as e:  # a Ctrl-C or `kill` (KeyboardInterrupt) too: the driver would report it as
+            self.error = e          # its own QueryCanceled, not the interrupt it is
             raise
 
     readline = read

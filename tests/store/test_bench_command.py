@@ -46,7 +46,8 @@ def test_bench_refuses_arguments_it_would_ignore_or_cannot_serve_in_one_sentence
 @pytest.mark.postgres
 def test_a_killed_bench_leaves_no_temporary_folder_and_no_schema_behind(tmp_path):
     """Issue 10 (found by the fresh-clone trial): `kill` (SIGTERM) stops the bench as Ctrl-C does — its temporary
-    folder and its PostgreSQL schema are removed, and it ends in one sentence, exit 130."""
+    folder and its PostgreSQL schema are removed, and it ends in one sentence, exit 130; a second `kill` meanwhile
+    does not cut the cleanup short."""
     import os
     import signal
     import subprocess
@@ -76,6 +77,8 @@ def test_a_killed_bench_leaves_no_temporary_folder_and_no_schema_behind(tmp_path
             made = set(conn.execute(schemas).scalars()) - before  # (other runs may make and drop their own)
         assert made
         proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # an impatient second kill: ignored while the first one cleans up
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()

@@ -5,7 +5,7 @@ import datetime as dt
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, Table, Text, select
 
-from leadflow.store.bulk import COPY_THRESHOLD, insert_rows
+from leadflow.store.bulk import _PIECE_ROWS, COPY_THRESHOLD, insert_rows
 
 
 def test_issue_8_5_a_cell_that_reads_null_or_is_empty_stays_what_it_was_through_copy(store_engine):
@@ -65,3 +65,28 @@ def test_issue_10_update_rows_sets_each_rows_values_in_one_statement_whatever_th
         assert (got.txt, got.data) == (row["txt"], row["data"])
         assert got.at.replace(tzinfo=dt.timezone.utc) == at
     assert all(back[i].txt == "old" and back[i].at is None for i in range(1, n, 2))
+
+
+def test_issue_10_an_interrupt_while_rows_stream_into_copy_is_the_interrupt_not_a_database_error(store_engine):
+    """A Ctrl-C or `kill` (KeyboardInterrupt) that lands while COPY reads the next rows (on PostgreSQL they are made
+    inside the driver's read) reaches the caller as itself, so the command ends "interrupted." and cleans up —
+    not as the driver's QueryCanceled, which read as a bug (found by the fresh-clone trial). Nothing is written."""
+    import pytest
+
+    meta = MetaData()
+    table = Table("bulk_interrupt_probe", meta, Column("id", Integer, primary_key=True), Column("txt", Text))
+    meta.create_all(store_engine)
+
+    n = 3 * _PIECE_ROWS  # the interrupt lands in the third piece: read by the driver, inside its COPY
+
+    def rows():
+        for i in range(n):
+            if i == 2 * _PIECE_ROWS + 7:
+                raise KeyboardInterrupt
+            yield {"id": i, "txt": f"row {i}"}
+
+    with pytest.raises(KeyboardInterrupt):
+        with store_engine.begin() as conn:
+            insert_rows(conn, table, rows(), n)
+    with store_engine.connect() as conn:
+        assert conn.execute(select(table)).all() == []

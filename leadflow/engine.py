@@ -347,8 +347,8 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
                                             prepared)
             except intake.StageFailure as e:  # R-VAL-3: this batch is quarantined and finished; the rest go on
                 out_["errors"].append(f"batch {number}: {e}")
-                with ctx.engine.connect() as conn:
-                    summary = intake.previous_summary(conn, batch_id) or {}
+                with ctx.engine.connect() as conn:  # its counts, as decided now: not an earlier delivery's
+                    summary = {**(intake.previous_summary(conn, batch_id) or {}), "already_registered": False}
             after = offer_pool(rctx, out["as_of"])
         del rows, prepared  # the chunk is done: only one is ever held (and the next, read ahead)
         release_free_memory()  # and what it took goes back to the system: the resident set stays one chunk's

@@ -75,3 +75,18 @@ def test_issue9_3_a_file_whose_last_batch_is_not_finished_is_not_yet_delivered(c
     with ctx.engine.begin() as conn:
         conn.execute(update(IntakeBatch).where(IntakeBatch.id == out["batches"][-1]).values(finished_at=None))
         assert inbox.deliveries(conn, [inbox.digest(path)]) == {}
+
+
+def test_r_val_3_r_reg_4_a_first_delivery_refused_as_a_whole_is_not_already_registered(ctx, tmp_path):
+    """R-VAL-3: a file whose every batch is broken as a whole (every row bad, 30 rows: judged by its share) is
+    quarantined and said so on its first delivery — not `already_registered`, which only its second delivery is
+    (R-REG-4) (found by the fresh-clone trial)."""
+    import dataclasses
+
+    path = tmp_path / "leads.csv"
+    write_file(path, 30, bad=set(range(30)))
+    wide = dataclasses.replace(ctx, policy=load_policy(overrides={"intake": {"batch_rows": 50}}))
+    first = engine.register_file(wide, path, "inbox", NOW)
+    assert first["quarantined"] == 30 and first["errors"] and first["already_registered"] is False
+    again = engine.register_file(wide, path, "inbox", NOW)
+    assert again["already_registered"] is True and again["quarantined"] == 30

@@ -304,14 +304,17 @@ def _iter_csv(path: Path, name: str, spec: FileSpec | None = None) -> Iterator[d
 
 
 def _jsonl_objects(path: Path, name: str, encoding: str) -> Iterator[tuple[int, dict | None, str]]:
-    """(line number, the line's object or None for a line that is not a JSON object, the line); blank lines skipped."""
+    """(line number, the line's object or None for a line that is not a JSON object, the line); blank lines skipped.
+    A line whose strings hold a lone surrogate escape (`"\\ud83d"`: half an emoji) is no text, so no object."""
     with path.open("r", encoding=encoding) as f:
         for line_number, line in enumerate(f, start=1):
             if not strip_controls(line).strip():
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
+                if "\\ud" in line.lower():  # an escaped surrogate: paired it is one character, alone no text
+                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except ValueError:  # (UnicodeEncodeError is one: a lone surrogate, as truncated emoji leave them)
                 obj = None
             yield line_number, obj if isinstance(obj, dict) else None, line
 

@@ -170,3 +170,18 @@ def test_r_reg_4_chunks_read_ahead_come_in_file_order_and_a_read_error_stops_at_
     with pytest.raises(IntakeFileError, match="row 3"):
         next(ahead)
     assert got == [1, 2]
+
+
+def test_r_val_2_a_jsonl_file_with_half_an_emoji_registers_its_other_rows(ctx, tmp_path):
+    """R-VAL-2: a line whose name holds a lone surrogate escape (half an emoji) is quarantined on its own; its
+    neighbours are registered, on both databases (found by the fresh-clone trial: the file failed whole)."""
+    import json
+
+    lines = [json.dumps({"channel": "hotline", "name": f"客户{i}", "phone": f"1380000{i:04d}", "amount": "30万",
+                         "registered_at": (NOW + dt.timedelta(minutes=i)).isoformat(), "registered_by": "k1",
+                         "external_ref": f"J-{i}"}, ensure_ascii=True) for i in range(3)]
+    lines[1] = lines[1].replace('"name": "', '"name": "\\ud83d', 1)
+    path = tmp_path / "leads.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = engine.register_file(ctx, path, "test", NOW)
+    assert (out["rows_in"], out["accepted"], out["quarantined"]) == (3, 2, 1)

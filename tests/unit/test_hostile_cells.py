@@ -203,6 +203,18 @@ def test_issue_8_3_a_line_that_is_not_json_is_kept_as_written_for_its_correction
     assert rows[1]["raw"] == {"line": '{"channel": "hotline", "phone": '}
 
 
+def test_r_val_2_a_json_line_holding_half_an_emoji_is_refused_alone_and_its_neighbours_are_read(tmp_path):
+    """A lone surrogate escape (`\\ud83d`, an emoji cut in two by an exporter) is no text: its line is a row
+    refused `bad_json` and kept as written, the lines around it are read, and a whole emoji (a surrogate pair)
+    is one character (found by the fresh-clone trial: the whole file failed with a traceback)."""
+    good = '{"channel": "hotline", "phone": "13900000001", "registered_at": "2026-03-01 10:00", "registered_by": "k1"'
+    half = good + ', "name": "\\ud83d"}'
+    whole = good + ', "name": "\\ud83d\\ude00"}'
+    rows = rows_of(tmp_path, f"{good}}}\n{half}\n{whole}\n", name="x.jsonl")
+    assert [r.get("problems") for r in rows] == [None, ["bad_json"], None]
+    assert rows[1]["raw"] == {"line": half} and rows[2]["name"] == "\U0001f600"
+
+
 def test_issue_8_3_every_row_opening_a_quote_it_never_closes_is_refused_on_its_own(tmp_path):
     text = HEADER + "".join(line(i, '"王先生') for i in range(1, 2001))
     rows = rows_of(tmp_path, text)  # linear: a runaway quote is looked past once, never re-read

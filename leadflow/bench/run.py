@@ -258,9 +258,11 @@ def render(figures: dict, console) -> None:
     table.add_row("peak RSS (MB)", f"{max(figures['peak_rss_mb'].values(), default=0):,.0f}", "", "ru_maxrss")
     console.print(table)
     s = p["summary"]
+    held = s["accepted"] - s["allocated"] - s["pooled"]  # on the bench's fresh store: never offered to the pool
     console.print(f"rows in {s['rows_in']} = accepted {s['accepted']} + attached {s['attached']} + quarantined "
-                  f"{s['quarantined']}; allocated {s['allocated']}, left in the pool {s['pooled']} "
-                  f"({s['batches']} batches)")
+                  f"{s['quarantined']}; allocated {s['allocated']}, left in the pool {s['pooled']}"
+                  + (f", self-found (their finder's from registration, R-REG-8) {held}" if held > 0 else "")
+                  + f" ({s['batches']} batches)")
     for name, why in _skipped(figures):
         console.print(f"{name} skipped: {why}")
     console.print(figures["ratio_line"])

@@ -132,3 +132,33 @@ def test_r_alloc_7_a_run_of_ids_with_a_gap_in_the_table_is_checked_value_by_valu
     with pytest.raises(MissingReference, match=str(hole)):
         with store_engine.begin() as conn:
             check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=c) for c in ids])
+
+
+def _breach(cid, aid, person="s1", rule="R-SLA-5"):
+    return {"key": f"{aid}:{rule}:{cid}:{person}", "customer_id": cid, "person_id": person, "assignment_id": aid,
+            "rule_id": rule, "at": T0}
+
+
+@pytest.mark.parametrize("size", [2, COPY_THRESHOLD + 10], ids=["few rows", "COPY"])
+def test_r_sla_5_r_sla_6_a_breach_or_listing_naming_a_missing_customer_person_or_assignment_is_refused(store_engine,
+                                                                                                      size):
+    """Migration 0010: `breaches` (R-SLA-1..4 breaches, R-SLA-5 audit listings) has no per-row foreign key left;
+    a bulk write naming a customer, person or assignment that does not exist fails with its whole batch."""
+    from leadflow.store.models import Breach
+
+    with store_engine.begin() as conn:
+        ids = _store(conn)
+        insert_rows(conn, Assignment.__table__, [dict(_assignment(c), ended_at=None) for c in ids])
+        aids = list(conn.execute(select(Assignment.id).order_by(Assignment.id)).scalars())
+    good = [_breach(ids[i % 3], aids[i % 3], rule=f"R-SLA-5:{i}") for i in range(size - 1)]
+    for bad, field in ((_breach(999_999, aids[0]), r"breaches\.customer_id .*999999"),
+                       (_breach(ids[0], aids[0], person="ghost"), r"breaches\.person_id .*ghost"),
+                       (_breach(ids[0], 888_888), r"breaches\.assignment_id .*888888")):
+        with pytest.raises(MissingReference, match=field):
+            with store_engine.begin() as conn:
+                insert_rows(conn, Breach.__table__, good + [bad])
+        with store_engine.connect() as conn:  # nothing of the batch was kept
+            assert conn.execute(select(func.count()).select_from(Breach)).scalar() == 0
+    with store_engine.begin() as conn:  # the good ones, and a listing without an assignment, go in
+        insert_rows(conn, Breach.__table__, good + [_breach(ids[1], None, rule="R-SLA-5:none")])
+        assert conn.execute(select(func.count()).select_from(Breach)).scalar() == size

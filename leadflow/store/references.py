@@ -40,7 +40,8 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
     transaction) names an id absent from the referenced table. `rows`: mappings with the same keys; the
     columns of CHECKED[table] among them are checked, None allowed. Nothing for a table without checked
     references. One statement, whatever the number of rows and referenced tables (a second only when a run
-    of ids has a gap in the table: `_counts`)."""
+    of ids has a gap in the table: `_counts`); none for ids an earlier check in this transaction proved
+    (`_verified`)."""
     refs = CHECKED.get(table)
     if not refs:
         return
@@ -56,6 +57,9 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
         if values:
             _, seen = wanted.setdefault(referred, (column, set()))
             seen.update(values)
+    verified = _verified(conn)
+    wanted = {referred: (column, values) for referred, (column, values) in wanted.items()
+              if not values <= verified.get(referred, frozenset())}
     if not wanted:
         return
     counts, expected = [], []  # one scalar subquery each, and the count it gives when every id is there
@@ -72,6 +76,28 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
         if missing:  # (else a run had a gap the values are not in: all there)
             raise MissingReference(f"{table}.{column} names {referred} that do not exist: "
                                    f"{', '.join(map(str, missing))}.")
+    verified = _verified(conn)  # (the statement above may have begun the transaction)
+    for referred, (_, values) in wanted.items():
+        verified[referred] = values
+
+
+_VERIFIED = "leadflow.references.verified"  # conn.info: (transaction, {referred table: ids}) of the last checks
+
+
+def _verified(conn: Connection) -> dict:
+    """{referred table: the ids its last check proved}, for the connection's innermost transaction (a
+    savepoint's own), else empty and forgotten. The rows referenced are never deleted, so ids proved in this
+    transaction stay proved in it: a write whose ids are among them (the ledger entries of the breaches, the
+    assignments or the listings just written, for the same customers) needs no second statement. One set per
+    referred table, replaced by each check: memory stays that of one write. A savepoint rolled back takes its
+    proofs with it (its own transaction); a new transaction starts empty."""
+    tx = conn.get_nested_transaction() or conn.get_transaction()
+    if tx is None or not tx.is_active:
+        return {}
+    slot = conn.info.get(_VERIFIED)
+    if slot is None or slot[0] is not tx:
+        slot = conn.info[_VERIFIED] = (tx, {})
+    return slot[1]
 
 
 _RUN_GAP = 64  # ids further apart than this start a new run

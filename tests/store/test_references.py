@@ -96,6 +96,7 @@ def test_check_is_one_statement_whatever_the_rows_and_referenced_tables(store_en
     event.listen(store_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     with store_engine.connect() as conn:
         check(conn, "assignments", [_assignment(ids[i % 5]) for i in range(2000)])
+        conn.rollback()  # (a new transaction: nothing proved yet)
         check(conn, "assignments", [_assignment(c) for c in range(1, 6)] * 2)  # dense ids: one range read
     assert len(statements) == 2  # per call: customers, people and departments counted together
 
@@ -162,3 +163,37 @@ def test_r_sla_5_r_sla_6_a_breach_or_listing_naming_a_missing_customer_person_or
     with store_engine.begin() as conn:  # the good ones, and a listing without an assignment, go in
         insert_rows(conn, Breach.__table__, good + [_breach(ids[1], None, rule="R-SLA-5:none")])
         assert conn.execute(select(func.count()).select_from(Breach)).scalar() == size
+
+
+def test_r_alloc_7_ids_proved_in_a_transaction_are_not_looked_up_again_in_it(store_engine):
+    """The ledger entries of rows just written name the same customers: no second statement in the same
+    transaction; a new transaction looks again, and a missing id among proved ones is still refused."""
+    from sqlalchemy import event
+
+    with store_engine.begin() as conn:
+        ids = _store(conn, customers=4)
+    statements = []
+    event.listen(store_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    entries = [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=c) for c in ids]
+    with store_engine.connect() as conn:
+        check(conn, "assignments", [_assignment(c) for c in ids])
+        check(conn, "ledger", entries[:2])  # proved by the assignments' check
+        assert len(statements) == 1
+        with pytest.raises(MissingReference, match="ledger.customer_id .*424242"):
+            check(conn, "ledger", entries + [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=424242)])
+        conn.rollback()
+        check(conn, "ledger", entries)
+        assert len(statements) == 4
+
+
+def test_r_alloc_7_a_customer_proved_inside_a_savepoint_rolled_back_is_refused_after_it(store_engine):
+    with store_engine.begin() as conn:
+        _store(conn, customers=1)
+    with pytest.raises(MissingReference, match="ledger.customer_id"):
+        with store_engine.begin() as conn:
+            savepoint = conn.begin_nested()
+            cid = conn.execute(Customer.__table__.insert().values(
+                ref="gone", tier="A", channel="hotline", status="pool", created_at=T0)).inserted_primary_key[0]
+            check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=cid)])
+            savepoint.rollback()  # the customer is gone, and the proof with it
+            check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=cid)])

@@ -5,7 +5,8 @@ first activity recorded (and possibly an SLA tick run). It times, in this order 
 
 1. **an SLA tick** (`leadflow.stages.sla.run`). A store of N open leads in steady state has a day's leads with
    obligations still open, the rest settled by earlier checks: all but one lead in `DAY_SHARE` (by assignment id)
-   are marked settled (`steady_state`, one UPDATE; the bench measures latency on that state too). The tick runs
+   are marked settled, and the paused rounds the bench's bulk tick granted are taken as used, as a year's
+   allocations would have used them (`steady_state`; the bench measures latency on that state too). The tick runs
    just past R-SLA-2's deadline (24 h after `as_of`, plus the evidence grace, before any R-SLA-3/4 deadline): a
    day's R-SLA-1/2 deadlines fall due at once. The statement
    selects the (assignment, rule) pairs due, unmet and not yet recorded, with `NOT EXISTS` on the records.
@@ -30,14 +31,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from sqlalchemy import case, text, update
+from sqlalchemy import case, func, insert, literal, select, text, update
 
 from leadflow.clock import add_months, end_of_working_day_after, local, month_starts_between
 from leadflow.rules import sla as sla_rules
 from leadflow.stages import audit, conversion, sla
 from leadflow.stages.context import StageContext
 from leadflow.stages.marks import set_mark
-from leadflow.store.models import Assignment
+from leadflow.store.models import Assignment, Pause, PauseBalance
 
 DAY_SHARE = 250  # about 250 working days a year: a day's leads are one in 250 of a year's
 NEGLECTED_SHARE = 20  # one holding in 20 (5 %) has no effective follow-up in the audit's quiet window
@@ -84,24 +85,54 @@ def _deadline_sql(dialect: str, column: str, minutes: str) -> str:
 
 
 def steady_state(ctx: StageContext) -> int:
-    """A year's store in steady state (R-SLA-6): earlier checks settled every lead's SLA obligations but a day's
-    leads' (one in DAY_SHARE, by assignment id). One UPDATE (and on PostgreSQL a VACUUM ANALYZE of what it
-    and the bench's bulk steps wrote, as autovacuum would); moves data, changes no rule. Returns the
-    assignments settled. The bench's N leads were all allocated within the hour; a store holding N open leads
-    gathered them over a year, and the catch-up every run does reads the open obligations (`stages.sla.next_due`)."""
+    """A year's store in steady state: what a store holding N open leads gathered over a year looks like, on the
+    store the bench filled within the hour. Moves data, changes no rule. Returns the assignments settled.
+
+    1. R-SLA-6: earlier checks settled every lead's SLA obligations but a day's leads' (one in DAY_SHARE, by
+       assignment id): one UPDATE. The catch-up every run does reads the open obligations (`stages.sla.next_due`).
+    2. R-ALLOC-4: the paused rounds the bench's bulk SLA tick granted (a penalty round of every eligible tier for
+       each of its ~20 % R-SLA-1 breaches, all at one instant: 1,300-2,000 rounds per salesperson and tier at 1 M
+       leads) are taken as used. In a real store they were granted over the year, a few a day, and each was used
+       up by the person's next turn in that tier (R-ALLOC-4); left in place, every lead re-allocated passes over
+       the paused people (a `pauses` row each) and most end in the pool (R-ALLOC-5), which no real store shows.
+       For each (person, tier) with a positive balance: one `pauses` row of minus that balance (R-ALLOC-4, dated
+       at the latest grant in the store, so it follows every grant it uses) and the balance set to 0 — one
+       INSERT ... SELECT and one UPDATE, keeping every balance equal to its rows' sum (`leadflow.store.pauses`).
+       Idempotent: a second call finds no positive balance.
+
+    On PostgreSQL, then a VACUUM ANALYZE of what it and the bench's bulk steps wrote, as autovacuum would."""
     with ctx.engine.begin() as conn:
         t = Assignment.__table__
         settled = conn.execute(update(t).where(t.c.sla_settled.is_(False), t.c.id % DAY_SHARE != 0 % DAY_SHARE)
                                .values(sla_settled=True)).rowcount
-    if ctx.engine.dialect.name == "postgresql" and settled:
+        used = _paused_rounds_used(conn)
+    if ctx.engine.dialect.name == "postgresql" and (settled or used):
         # as a store settled over a year with autovacuum on (PostgreSQL's default; the development server has it
         # off): the settled rows' old versions vacuumed away, statistics that know them. Left in the index, a
         # million dead entries made the open-obligations read 60-90 ms instead of 5 (every run's catch-up)
         # (and the activities and breaches the bench recorded in bulk just before, which autovacuum would have
         # analyzed meanwhile: without statistics the planner reads all of them for a few thousand customers)
         with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM (ANALYZE) assignments, activities, breaches"))
+            conn.execute(text("VACUUM (ANALYZE) assignments, activities, breaches, pauses, pause_balances"))
     return settled
+
+
+USED_REASON = "steady state (bench): paused rounds granted in bulk, taken as used by a year's allocations"
+
+
+def _paused_rounds_used(conn) -> int:
+    """steady_state's step 2 (R-ALLOC-4): every positive balance used up by one `pauses` row of minus it, dated at
+    the latest grant; the balances set to 0. Returns the rows written."""
+    p, b = Pause.__table__, PauseBalance.__table__
+    at = conn.execute(select(func.max(p.c.at)).where(p.c.rounds > 0)).scalar()
+    if at is None:
+        return 0
+    used = conn.execute(insert(p).from_select(
+        ["person_id", "tier", "rounds", "at", "rule_id", "reason"],
+        select(b.c.person_id, b.c.tier, -b.c.rounds, literal(at, p.c.at.type), literal("R-ALLOC-4"),
+               literal(USED_REASON)).where(b.c.rounds > 0).order_by(b.c.person_id, b.c.tier))).rowcount
+    conn.execute(update(b).where(b.c.rounds > 0).values(rounds=0))
+    return used
 
 
 def sla_tick(ctx: StageContext, as_of: dt.datetime) -> dict:
@@ -232,8 +263,6 @@ def measure(ctx: StageContext, as_of: dt.datetime) -> list[dict]:
 def fill(ctx: StageContext, n: int, as_of: dt.datetime) -> int:
     """N open leads allocated at `as_of` to the sample organisation's salespeople, with the owners' records for
     a share of them (contact, CRM entry, follow-up, step 4), written in bulk. Returns N. Deterministic."""
-    from sqlalchemy import select
-
     from leadflow.samples.generate import org
     from leadflow.stages.people import load_org
     from leadflow.store.bulk import insert_rows

@@ -85,7 +85,8 @@ def run_audit(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
         # scope only (the rule judges): the holdings that can be listed, with their effective records since the
         # quiet window's start (only those can spare one)
         holdings, records = _candidates(conn, audit_at, policy)
-        found = {f"{i.assignment_id}:R-SLA-5:{audit_at.date().isoformat()}": i
+        day = audit_at.date().isoformat()  # (once per instant, not per listing: tens of thousands at 1 M leads)
+        found = {f"{i.assignment_id}:R-SLA-5:{day}": i
                  for i in rules.audit_listings(holdings, records, audit_at, policy)}
         done = _listed_at(conn, audit_at)
         new = [(k, i) for k, i in found.items() if k not in done]
@@ -107,9 +108,11 @@ def listing_report(conn: Connection, listed: list) -> list[dict]:
     for pid, dept, role in conn.execute(select(Person.id, Person.department_id, Person.role)):
         if role == "manager":
             managers.setdefault(dept, []).append(pid)
-    return [{"manager": ", ".join(sorted(managers.get(depts.get(i.person_id), []))) or "-",
-             "department": depts.get(i.person_id), "owner": i.person_id, "customer_id": i.customer_id,
-             "listed_at": i.at.isoformat()} for i in listed]
+    # per department and per instant once, not per listing (tens of thousands at 1 M leads, issue 10)
+    names = {dept: ", ".join(sorted(ids)) for dept, ids in managers.items()}
+    stamps = {at: at.isoformat() for at in {i.at for i in listed}}
+    return [{"manager": names.get(depts.get(i.person_id)) or "-", "department": depts.get(i.person_id),
+             "owner": i.person_id, "customer_id": i.customer_id, "listed_at": stamps[i.at]} for i in listed]
 
 
 def _open_listings(conn: Connection) -> list:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from sqlalchemy import any_, bindparam, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from leadflow.clock import add_months, iso, local
@@ -19,6 +18,7 @@ from leadflow.stages.marks import get_mark, set_mark
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
 from leadflow.store import pauses as pauses_store
+from leadflow.store.arrays import id_filters
 from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Activity, Assignment, Breach, Fine, Pause, Person
 
@@ -76,19 +76,14 @@ def load_records(conn: Connection, customer_ids: list[int], kinds=None,
         q = q.where(Activity.kind.in_(sorted(kinds)))
     if since is not None:
         q = q.where(Activity.at >= since)
-    if conn.dialect.name == "postgresql":  # one statement, the ids one array parameter (not IN lists of 5,000)
-        ids = sorted(set(customer_ids))
-        return [rules.Record(*r) for r in conn.execute(q.where(Activity.customer_id == any_(
-            bindparam("ids", ids, type_=postgresql.ARRAY(Activity.__table__.c.customer_id.type)))))] if ids else []
-    return [rules.Record(*r) for chunk in _chunks(customer_ids)
-            for r in conn.execute(q.where(Activity.customer_id.in_(chunk)))]
+    return [rules.Record(*r) for ids in id_filters(conn, Activity.customer_id, customer_ids, CHUNK)
+            for r in conn.execute(q.where(ids))]
 
 
 def load_breached(conn: Connection, assignment_ids: list[int]) -> set[tuple[int, str]]:
     """(assignment, rule) of the R-SLA-1..4 breaches already recorded, revoked ones included (R-SLA-6)."""
-    return {(a, r) for chunk in _chunks(assignment_ids) for a, r in conn.execute(
-        select(Breach.assignment_id, Breach.rule_id).where(Breach.assignment_id.in_(chunk),
-                                                           Breach.rule_id.in_(CHECKED)))}
+    return {(a, r) for ids in id_filters(conn, Breach.assignment_id, assignment_ids) for a, r in conn.execute(
+        select(Breach.assignment_id, Breach.rule_id).where(ids, Breach.rule_id.in_(CHECKED)))}
 
 
 # --- the check -----------------------------------------------------------------------------------------
@@ -144,8 +139,8 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     judged = rules.judge(obligations, records, load_breached(conn, [o.assignment_id for o in obligations]),
                          since, as_of, ctx.policy)
     written = _write_breaches(conn, ctx, judged.breaches)
-    for chunk in _chunks(judged.settled):
-        conn.execute(update(Assignment).where(Assignment.id.in_(chunk)).values(sla_settled=True))
+    for ids in id_filters(conn, Assignment.id, judged.settled):
+        conn.execute(update(Assignment).where(ids).values(sla_settled=True))
     set_mark(conn, STAGE, as_of)
     n, looked = len(judged.breaches), judged.looked_at
     return {"as_of": as_of.isoformat(), "breaches": n, **written, "looked_at": looked,

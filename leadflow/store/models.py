@@ -283,9 +283,10 @@ class Breach(Base):
     __tablename__ = "breaches"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
-    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"))
-    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"))
+    # references checked per batch, not per row (store.references, migration 0010)
+    customer_id: Mapped[int] = mapped_column(index=True)
+    person_id: Mapped[str] = mapped_column(String(64))
+    assignment_id: Mapped[int | None]
     rule_id: Mapped[str] = mapped_column(String(16))
     at: Mapped[dt.datetime]
     resolved_at: Mapped[dt.datetime | None]

@@ -1,26 +1,30 @@
-"""References of the high-volume tables, checked per batch instead of per row (issue 10, migration 0007).
+"""References of the high-volume tables, checked per batch instead of per row (issue 10, migrations 0007, 0010).
 
 A foreign key checks each written row on its own: a lookup and a row lock on the referenced row, about 10 µs, nine
-times per lead on its way in. The rows referenced here are never deleted (customers stay; a person who leaves is
-marked departed, R-CONV-6; departments stay), so what a foreign key guarantees reduces to "every id written
-exists". `check` proves that for a whole bulk write with one statement for every referenced table, inside the
-writer's transaction: a write naming a missing id fails (`MissingReference`, one sentence) and the transaction with it.
+times per lead on its way in. The rows referenced here are never deleted (customers and assignments stay; a person
+who leaves is marked departed, R-CONV-6; departments stay), so what a foreign key guarantees reduces to "every id
+written exists". `check` proves that for a whole bulk write with one statement for every referenced table, inside
+the writer's transaction: a write naming a missing id fails (`MissingReference`, one sentence) and the transaction
+with it.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import any_, bindparam, func, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-# table -> {column: referenced table (by its `id`)}: the references migration 0007 took out of the schema
+from leadflow.store.arrays import any_of
+
+# table -> {column: referenced table (by its `id`)}: the references migrations 0007 and 0010 took out of the schema
 CHECKED: dict[str, dict[str, str]] = {
     "registrations": {"customer_id": "customers"},
     "customers": {"owner_id": "people", "department_id": "departments"},
     "customer_phones": {"customer_id": "customers"},
     "assignments": {"customer_id": "customers", "person_id": "people", "department_id": "departments"},
     "ledger": {"customer_id": "customers"},
+    # migration 0010: the SLA breaches and audit listings (R-SLA-1..5), tens of thousands per run at 1 M leads
+    "breaches": {"customer_id": "customers", "person_id": "people", "assignment_id": "assignments"},
 }
 
 _IN_LIST = 5000  # values per IN list on SQLite (each is a bound variable)
@@ -36,7 +40,8 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
     transaction) names an id absent from the referenced table. `rows`: mappings with the same keys; the
     columns of CHECKED[table] among them are checked, None allowed. Nothing for a table without checked
     references. One statement, whatever the number of rows and referenced tables (a second only when a run
-    of ids has a gap in the table: `_counts`)."""
+    of ids has a gap in the table: `_counts`); none for ids an earlier check in this transaction proved
+    (`_verified`)."""
     refs = CHECKED.get(table)
     if not refs:
         return
@@ -52,6 +57,9 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
         if values:
             _, seen = wanted.setdefault(referred, (column, set()))
             seen.update(values)
+    verified = _verified(conn)
+    wanted = {referred: (column, values) for referred, (column, values) in wanted.items()
+              if not values <= verified.get(referred, frozenset())}
     if not wanted:
         return
     counts, expected = [], []  # one scalar subquery each, and the count it gives when every id is there
@@ -68,19 +76,45 @@ def check(conn: Connection, table: str, rows: Iterable[Mapping]) -> None:
         if missing:  # (else a run had a gap the values are not in: all there)
             raise MissingReference(f"{table}.{column} names {referred} that do not exist: "
                                    f"{', '.join(map(str, missing))}.")
+    verified = _verified(conn)  # (the statement above may have begun the transaction)
+    for referred, (_, values) in wanted.items():
+        verified[referred] = values
+
+
+_VERIFIED = "leadflow.references.verified"  # conn.info: (transaction, {referred table: ids}) of the last checks
+
+
+def _verified(conn: Connection) -> dict:
+    """{referred table: the ids its last check proved}, for the connection's innermost transaction (a
+    savepoint's own), else empty and forgotten. The rows referenced are never deleted, so ids proved in this
+    transaction stay proved in it: a write whose ids are among them (the ledger entries of the breaches, the
+    assignments or the listings just written, for the same customers) needs no second statement. One set per
+    referred table, replaced by each check: memory stays that of one write. A savepoint rolled back takes its
+    proofs with it (its own transaction); a new transaction starts empty."""
+    tx = conn.get_nested_transaction() or conn.get_transaction()
+    if tx is None or not tx.is_active:
+        return {}
+    slot = conn.info.get(_VERIFIED)
+    if slot is None or slot[0] is not tx:
+        slot = conn.info[_VERIFIED] = (tx, {})
+    return slot[1]
 
 
 _RUN_GAP = 64  # ids further apart than this start a new run
 _RUN_MIN = 256  # a run with fewer ids is looked up id by id
+# a run whose range is wider than this many times its ids is looked up id by id: the monthly audit's listings are
+# one holding in 20 of the whole store (issue 10), and counting their 1 M-id range read 25 times the ids it checked
+_RUN_SPREAD = 4
 
 
 def _runs(values: set) -> tuple[list[tuple[int, int]], list[int]]:
-    """`values` (ints) as dense runs [(low, high)] of at least _RUN_MIN of them each, and the rest as a list."""
+    """`values` (ints) as dense runs [(low, high)] of at least _RUN_MIN of them each, spanning at most _RUN_SPREAD
+    times as many ids as they hold, and the rest as a list."""
     ordered = sorted(values)
     runs, rest, start = [], [], 0
     for i in range(1, len(ordered) + 1):
         if i == len(ordered) or ordered[i] - ordered[i - 1] > _RUN_GAP:
-            if i - start >= _RUN_MIN:
+            if i - start >= _RUN_MIN and ordered[i - 1] - ordered[start] + 1 <= _RUN_SPREAD * (i - start):
                 runs.append((ordered[start], ordered[i - 1]))
             else:
                 rest.extend(ordered[start:i])
@@ -112,8 +146,7 @@ def _listed(conn: Connection, column, items: list):
     """How many of `items` are in `column`, as a scalar subquery: one array parameter on PostgreSQL; IN lists of
     a few thousand values on SQLite (each a bound variable)."""
     if conn.dialect.name == "postgresql":
-        array = postgresql.ARRAY(column.type)
-        return select(func.count()).where(column == any_(bindparam(None, items, type_=array))).scalar_subquery()
+        return select(func.count()).where(any_of(column, items)).scalar_subquery()
     parts = [select(func.count()).where(column.in_(items[i:i + _IN_LIST])).scalar_subquery()
              for i in range(0, len(items), _IN_LIST)]
     return parts[0] if len(parts) == 1 else sum(parts[1:], parts[0])

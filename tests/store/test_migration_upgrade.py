@@ -16,7 +16,7 @@ from leadflow.store.references import CHECKED
 
 T0 = dt.datetime(2026, 3, 2, 1, 0)
 TABLES = ("departments", "people", "customers", "customer_phones", "registrations", "assignments", "activities",
-          "pauses", "ledger")
+          "pauses", "ledger", "breaches")
 
 
 def _fill(conn) -> None:
@@ -37,6 +37,8 @@ def _fill(conn) -> None:
                           "started_at, clock_start, exempt, bound, policy_version) VALUES "
                           "(:i, 's1', 'd1', 'allocation', 'R-ALLOC-2', 'C', :t, :t, false, true, 'v')"),
                      {"i": i, "t": T0})
+        conn.execute(text("INSERT INTO breaches (key, customer_id, person_id, assignment_id, rule_id, at) VALUES "
+                          "(:k, :i, 's1', :i, 'R-SLA-1', :t)"), {"k": f"{i}:R-SLA-1", "i": i, "t": T0})
         conn.execute(text("INSERT INTO activities (customer_id, person_id, kind, at, recorded_at) "
                           "VALUES (:i, 's1', 'contact', :t, :t)"), {"i": i, "t": T0})
         conn.execute(text("INSERT INTO ledger (at, rule_id, action, customer_id, reason, policy_version, recorded_at)"

@@ -96,18 +96,21 @@ def test_check_is_one_statement_whatever_the_rows_and_referenced_tables(store_en
     event.listen(store_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     with store_engine.connect() as conn:
         check(conn, "assignments", [_assignment(ids[i % 5]) for i in range(2000)])
+        conn.rollback()  # (a new transaction: nothing proved yet)
         check(conn, "assignments", [_assignment(c) for c in range(1, 6)] * 2)  # dense ids: one range read
     assert len(statements) == 2  # per call: customers, people and departments counted together
 
 
-def test_r_alloc_7_a_missing_customer_is_found_among_thousands_of_scattered_ones(store_engine):
-    """Beyond one IN list on SQLite (several counted together), one array on PostgreSQL."""
+@pytest.mark.parametrize("step", [2, 20], ids=["dense run", "sparse run"])
+def test_r_alloc_7_a_missing_customer_is_found_among_thousands_of_scattered_ones(store_engine, step):
+    """Beyond one IN list on SQLite (several counted together), one array on PostgreSQL. One id in 20 (the audit's
+    listings) is too sparse to count as a range of the key: looked up id by id, with the same answer."""
     with store_engine.begin() as conn:
         _store(conn, customers=0)
         conn.execute(Customer.__table__.insert(), [{"ref": f"c{i}", "tier": "A", "channel": "hotline",
                                                     "status": "pool", "created_at": T0} for i in range(12_001)])
         ids = list(conn.execute(select(Customer.id).order_by(Customer.id)).scalars())
-    scattered = ids[::2]  # gaps: not one range
+    scattered = ids[::step]  # gaps: not one range
     entries = [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=c) for c in scattered]
     with store_engine.begin() as conn:
         check(conn, "ledger", entries)  # all there: no error
@@ -132,3 +135,67 @@ def test_r_alloc_7_a_run_of_ids_with_a_gap_in_the_table_is_checked_value_by_valu
     with pytest.raises(MissingReference, match=str(hole)):
         with store_engine.begin() as conn:
             check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=c) for c in ids])
+
+
+def _breach(cid, aid, person="s1", rule="R-SLA-5"):
+    return {"key": f"{aid}:{rule}:{cid}:{person}", "customer_id": cid, "person_id": person, "assignment_id": aid,
+            "rule_id": rule, "at": T0}
+
+
+@pytest.mark.parametrize("size", [2, COPY_THRESHOLD + 10], ids=["few rows", "COPY"])
+def test_r_sla_5_r_sla_6_a_breach_or_listing_naming_a_missing_customer_person_or_assignment_is_refused(store_engine,
+                                                                                                      size):
+    """Migration 0010: `breaches` (R-SLA-1..4 breaches, R-SLA-5 audit listings) has no per-row foreign key left;
+    a bulk write naming a customer, person or assignment that does not exist fails with its whole batch."""
+    from leadflow.store.models import Breach
+
+    with store_engine.begin() as conn:
+        ids = _store(conn)
+        insert_rows(conn, Assignment.__table__, [dict(_assignment(c), ended_at=None) for c in ids])
+        aids = list(conn.execute(select(Assignment.id).order_by(Assignment.id)).scalars())
+    good = [_breach(ids[i % 3], aids[i % 3], rule=f"R-SLA-5:{i}") for i in range(size - 1)]
+    for bad, field in ((_breach(999_999, aids[0]), r"breaches\.customer_id .*999999"),
+                       (_breach(ids[0], aids[0], person="ghost"), r"breaches\.person_id .*ghost"),
+                       (_breach(ids[0], 888_888), r"breaches\.assignment_id .*888888")):
+        with pytest.raises(MissingReference, match=field):
+            with store_engine.begin() as conn:
+                insert_rows(conn, Breach.__table__, good + [bad])
+        with store_engine.connect() as conn:  # nothing of the batch was kept
+            assert conn.execute(select(func.count()).select_from(Breach)).scalar() == 0
+    with store_engine.begin() as conn:  # the good ones, and a listing without an assignment, go in
+        insert_rows(conn, Breach.__table__, good + [_breach(ids[1], None, rule="R-SLA-5:none")])
+        assert conn.execute(select(func.count()).select_from(Breach)).scalar() == size
+
+
+def test_r_alloc_7_ids_proved_in_a_transaction_are_not_looked_up_again_in_it(store_engine):
+    """The ledger entries of rows just written name the same customers: no second statement in the same
+    transaction; a new transaction looks again, and a missing id among proved ones is still refused."""
+    from sqlalchemy import event
+
+    with store_engine.begin() as conn:
+        ids = _store(conn, customers=4)
+    statements = []
+    event.listen(store_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    entries = [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=c) for c in ids]
+    with store_engine.connect() as conn:
+        check(conn, "assignments", [_assignment(c) for c in ids])
+        check(conn, "ledger", entries[:2])  # proved by the assignments' check
+        assert len(statements) == 1
+        with pytest.raises(MissingReference, match="ledger.customer_id .*424242"):
+            check(conn, "ledger", entries + [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=424242)])
+        conn.rollback()
+        check(conn, "ledger", entries)
+        assert len(statements) == 4
+
+
+def test_r_alloc_7_a_customer_proved_inside_a_savepoint_rolled_back_is_refused_after_it(store_engine):
+    with store_engine.begin() as conn:
+        _store(conn, customers=1)
+    with pytest.raises(MissingReference, match="ledger.customer_id"):
+        with store_engine.begin() as conn:
+            savepoint = conn.begin_nested()
+            cid = conn.execute(Customer.__table__.insert().values(
+                ref="gone", tier="A", channel="hotline", status="pool", created_at=T0)).inserted_primary_key[0]
+            check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=cid)])
+            savepoint.rollback()  # the customer is gone, and the proof with it
+            check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=cid)])

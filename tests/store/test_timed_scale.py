@@ -90,3 +90,38 @@ def test_statements_per_time_driven_run_do_not_grow_with_the_leads(store_engine,
     _, many = _measured(store_engine, 120, monkeypatch)
     for stage in ("sla_tick", "expiry_day", "monthly_audit"):  # a table with nothing to write is skipped
         assert abs(many[stage] - few[stage]) <= 2, (stage, few, many)
+
+
+def test_r_alloc_4_steady_state_takes_the_bulk_ticks_paused_rounds_as_used_keeping_balances_equal_to_the_rows(
+        store_engine):
+    """The bench's steady state (a year's store): the paused rounds its one bulk SLA tick granted are used up, as
+    a year's allocations would have, by one R-ALLOC-4 row of minus each positive balance, dated at the latest
+    grant; every balance stays the sum of its `pauses` rows (leadflow.store.pauses), and a second call adds none."""
+    from leadflow.store import pauses
+    from leadflow.store.models import Pause, PauseBalance
+
+    ctx = StageContext(engine=store_engine, policy=load_policy())
+    timed.fill(ctx, 4, AS_OF)
+    with store_engine.begin() as conn:
+        people = sorted(set(conn.execute(select(Assignment.person_id)).scalars()))[:2]
+        grant = AS_OF + dt.timedelta(minutes=10)
+        pauses.append(conn, [{"person_id": people[0], "tier": "A", "rounds": 3, "at": AS_OF, "rule_id": "R-SUSP-5",
+                              "reason": "penalty", "source_key": "1:R-SLA-1"},
+                             {"person_id": people[0], "tier": "B", "rounds": 1, "at": grant, "rule_id": "R-SUSP-5",
+                              "reason": "penalty", "source_key": "1:R-SLA-1"},
+                             {"person_id": people[1], "tier": "A", "rounds": 2, "at": AS_OF, "rule_id": "R-SUSP-5",
+                              "reason": "penalty", "source_key": "2:R-SLA-1"},
+                             {"person_id": people[1], "tier": "A", "rounds": -2, "at": grant, "rule_id": "R-ALLOC-4",
+                              "reason": "used", "source_key": None}])
+    for _ in range(2):
+        timed.steady_state(ctx)
+    with store_engine.connect() as conn:
+        used = conn.execute(select(Pause.person_id, Pause.tier, Pause.rounds, Pause.at, Pause.rule_id)
+                            .where(Pause.reason == timed.USED_REASON).order_by(Pause.person_id, Pause.tier)).all()
+        balances = {(p, t): n for p, t, n in conn.execute(select(PauseBalance.person_id, PauseBalance.tier,
+                                                                 PauseBalance.rounds))}
+        sums = {(p, t): int(n) for p, t, n in conn.execute(select(Pause.person_id, Pause.tier, func.sum(Pause.rounds))
+                                                           .group_by(Pause.person_id, Pause.tier))}
+    assert [tuple(r) for r in used] == [(people[0], "A", -3, grant, "R-ALLOC-4"),
+                                        (people[0], "B", -1, grant, "R-ALLOC-4")]
+    assert balances == sums == {(people[0], "A"): 0, (people[0], "B"): 0, (people[1], "A"): 0}

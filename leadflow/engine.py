@@ -127,16 +127,17 @@ _OFFER_HAS_WORK = select(or_(
     exists().where(Customer.status == "pool"),
     exists().where(ValidationHold.suite == "allocation", ValidationHold.cleared_at.is_(None))))
 
-# After the act, in one read: are there waiting or pending events to settle, and has the offer work to do?
+# After the act, in one read: are there waiting or pending events to settle, a batch a crashed run staged and
+# never decided, and has the offer work to do?
 _AFTER_ACT = select(exists().where(Event.status.in_((EventStatus.WAITING.value, events.PENDING))),
-                    _OFFER_HAS_WORK.scalar_subquery())
+                    intake.UNFINISHED_EXISTS, _OFFER_HAS_WORK.scalar_subquery())
 
 
 # Whether a run would do more than catch up and act, before any stage is due: a hold to recheck (R-VAL-2) or
 # events waiting or pending; and, apart, whether the pool holds a lead (R-ALLOC-5). One read.
 _RUN_HAS_WORK = select(or_(
     exists().where(ValidationHold.cleared_at.is_(None), ValidationHold.suite.in_(validation.BATCH_SUITES)),
-    exists().where(Event.status.in_((EventStatus.WAITING.value, events.PENDING)))),
+    exists().where(Event.status.in_((EventStatus.WAITING.value, events.PENDING))), intake.UNFINISHED_EXISTS),
     _OFFER_HAS_WORK.scalar_subquery())
 
 
@@ -224,10 +225,12 @@ def run(ctx: StageContext, as_of: dt.datetime | None, runner: StageRunner | None
         if offer_first:
             out["pool_before"] = offer_pool(rctx, as_of)
         yield rctx, out
-        with ctx.engine.connect() as conn:  # most runs have neither: one read instead of two
-            unsettled, pool_work = conn.execute(_AFTER_ACT).one()
+        with ctx.engine.connect() as conn:  # most runs have none of these: one read instead of three
+            unsettled, unfinished, pool_work = conn.execute(_AFTER_ACT).one()
+        if unfinished:  # a crashed run's staged batch: decided now, its leads offered below (nothing lost)
+            out["recovered"] = intake.recover_unfinished(rctx, as_of)
         out["events"] = _settle_events(rctx, as_of) if unsettled else {"resolved": 0, "applied": 0}
-        out["pool"] = offer_pool(rctx, as_of) if unsettled or pool_work else _no_offer()
+        out["pool"] = offer_pool(rctx, as_of) if unsettled or unfinished or pool_work else _no_offer()
 
 
 def tick(ctx: StageContext, as_of: dt.datetime | None, runner: StageRunner | None = None) -> dict:
@@ -330,6 +333,7 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
     chunks = intake.read_ahead(intake.prepared_chunks(intake.file_chunks(registration_rows(path), size),
                                                       intake.preparer(ctx)))
     every_earlier = True
+    recovered: set[str] = set()  # batches of this file a crash left staged, decided by one of these runs
     while True:
         t0 = tick_()
         with bulk_work():  # a chunk of rows read: as in the run (leadflow.memory)
@@ -353,6 +357,9 @@ def register_file(ctx: StageContext, path: str | Path, source: str, as_of: dt.da
         del rows, prepared  # the chunk is done: only one is ever held (and the next, read ahead)
         release_free_memory()  # and what it took goes back to the system: the resident set stays one chunk's
         count_offers(out.get("pool_before"), after, out.get("pool"))
+        recovered.update((out.get("recovered") or {}).get("batches", ()))
+        if batch_id in recovered:  # decided by an earlier batch's run of this delivery, not before it
+            summary = {**summary, "already_registered": False}
         every_earlier = every_earlier and bool(summary.get("already_registered"))
         for k in totals:
             totals[k] += summary.get(k, 0)

@@ -436,6 +436,11 @@ def publish_run_summary(out: dict, result: dict | str | None = None) -> list[str
         look.append(f"{sum(quarantined.values())} row(s) "
                     f"{'refused' if 'applied' in res else 'quarantined'} (R-VAL-2): "
                     + ", ".join(f"{r} × {n}" for r, n in quarantined.most_common()))
+    if (recovered := out.get("recovered")) and recovered.get("batches"):
+        look.append(f"{recovered['rows_in']} registration(s) a crashed run had staged and never decided, in "
+                    f"{len(recovered['batches'])} batch(es), were decided by this run: {recovered['accepted']} "
+                    f"accepted, {recovered['attached']} attached, {recovered['quarantined']} quarantined"
+                    + "".join(f"; {e}" for e in recovered.get("errors", ())))
     if out.get("holds"):
         look.append(f"{out['holds']} registration record(s) on hold until fixed (R-VAL-2): see records-on-hold")
     if waiting := still_waiting(final_pool(out, result if isinstance(result, dict) else {})):

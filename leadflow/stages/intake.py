@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
+import logging
 import operator
 import time
 from collections import Counter
@@ -30,6 +31,9 @@ from leadflow.store.bulk import (
 from leadflow.store.models import (
     Activity, Assignment, Customer, CustomerPhone, IntakeBatch, Person, Registration,
 )
+
+
+_log = logging.getLogger(__name__)
 
 
 class StageFailure(RuntimeError):
@@ -564,6 +568,47 @@ def settle(ctx: StageContext, batch_id: str, gate, now: dt.datetime, staged: lis
         raise StageFailure(gate.batch_error)
     summary["docs"] = gate.docs_path
     return summary
+
+
+# A batch claimed (staged) and not finished, oldest first: under the clock lock, only a crashed run leaves one.
+_UNFINISHED = select(IntakeBatch.id).where(IntakeBatch.finished_at.is_(None)).order_by(
+    IntakeBatch.started_at, IntakeBatch.id)
+UNFINISHED_EXISTS = select(IntakeBatch.id).where(IntakeBatch.finished_at.is_(None)).exists()
+
+
+def recover_unfinished(ctx: StageContext, now: dt.datetime) -> dict:
+    """Gate and decide every batch a crashed run staged and never decided (R-REG, R-VAL), at `now`.
+
+    Staging commits before the gate runs, so a run killed in between leaves the rows `staged`. A file delivered
+    again re-stages its batches itself, but a lead through the Python API at the current time has a batch of its
+    own that nothing delivers again: without this, its rows would stay staged for ever, counted nowhere. Called by
+    every run after its own act, under the clock lock, so a batch still unfinished then was left by a run that is
+    gone; its new leads then wait for the run's pool offer like any others. Each batch is decided as `settle`
+    decides one (its own transaction; R-VAL-3 may quarantine it as a whole, which is said in `errors`).
+
+    Returns {"batches": [ids], "rows_in", "accepted", "attached", "quarantined", "errors": [sentences]}."""
+    out = {"batches": [], "rows_in": 0, "accepted": 0, "attached": 0, "quarantined": 0, "errors": []}
+    with ctx.engine.connect() as conn:
+        batch_ids = list(conn.execute(_UNFINISHED).scalars())
+    for batch_id in batch_ids:
+        gate = ctx.gate("intake", batch_id=batch_id)
+        try:
+            summary = settle(ctx, batch_id, gate, now)
+        except StageFailure as e:  # R-VAL-3: quarantined and finished as a whole; its counts are the batch's
+            out["errors"].append(f"batch {batch_id}: {e}")
+            with ctx.engine.connect() as conn:
+                summary = previous_summary(conn, batch_id) or {}
+        except Exception as e:  # noqa: BLE001 - one broken batch must not stop every run after it: it stays
+            # staged, is said here (its type only: a driver's message may quote a row) and is tried again next run
+            _log.warning("batch %s, staged by a crashed run, could not be decided (%s); the next run tries again",
+                         batch_id, type(e).__name__)
+            out["errors"].append(f"batch {batch_id} could not be decided ({type(e).__name__}); the next run "
+                                 "tries again.")
+            continue
+        out["batches"].append(batch_id)
+        for k in ("rows_in", "accepted", "attached", "quarantined"):
+            out[k] += summary.get(k, 0)
+    return out
 
 
 # --- files in batches ---------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ Reason codes (R-VAL-2), one per expectation:
 - `unknown_person` — `registered_by` names nobody on the roster (`by_known` false).
 - `bad_time` — `registered_at` was given but is not a time LeadFlow takes (unparseable, or outside
   1970–2099): noted by staging in `reasons`, so such a row is never `missing_field`.
-- `too_long`, `bad_quote`, `ragged`, `bad_json` — what the file reader or staging found in the row
+- `too_long`, `bad_quote`, `ragged`, `bad_json`, `bad_text` — what the file reader or staging found in the row
   (`leadflow.intake.cells.Problem`), noted in `reasons`: a value longer than its column, a quote that
-  never closed, a CSV row whose cells do not line up with the header, a line that is not JSON.
+  never closed, a CSV row whose cells do not line up with the header, a line that is not JSON, a value holding a
+  lone surrogate (the Python API).
 
 The noted reasons are checked by one expectation whose reason codes are the row's own (`reasons_from`,
 read by the gate): one check for the whole family keeps the gate as fast as before.

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from leadflow.intake.cells import Problem, without_surrogates
 from leadflow.rules.registration import mask_phone
 from leadflow.stages.context import StageContext
 from leadflow import engine
@@ -41,8 +42,12 @@ def register_lead(lead: dict, *, now: dt.datetime | None = None, ctx: StageConte
         from leadflow.wiring import stage_context
 
         ctx = stage_context()
-    digest = hashlib.sha256(json.dumps(lead, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
-    row = {**lead, "raw": {k: v for k, v in lead.items() if k != "phone"}}
+    digest = hashlib.sha256(json.dumps(lead, sort_keys=True, default=str, ensure_ascii=False)
+                            .encode("utf-8", "surrogatepass")).hexdigest()  # the same lead, the same digest
+    clean, bad_text = without_surrogates(lead)  # half an emoji is no text: quarantined, never a traceback
+    row = {**clean, "raw": {k: v for k, v in clean.items() if k != "phone"}}
+    if bad_text:
+        row["problems"] = sorted({*(row.get("problems") or ()), Problem.BAD_TEXT.value})
     group, number = _join(ctx, now, digest, row)
     with group.leader:  # one leader per group; the others wait here while it runs, then find it done
         if not group.done.is_set():

@@ -14,6 +14,7 @@ from pathlib import Path
 from leadflow import engine
 from leadflow.events.readers import read_event_file
 from leadflow.events.record import batch_id_for, payload_digest
+from leadflow.intake.cells import Problem, without_surrogates
 from leadflow.rules.registration import mask_phones_in_text
 from leadflow.stages.context import StageContext
 
@@ -47,9 +48,17 @@ def record_events(rows: list[dict], *, as_of: dt.datetime | None = None, source:
     """
     rows = [{**r, "row_number": r.get("row_number") or i + 1} for i, r in enumerate(rows)]
     digest = payload_digest(rows)
+    rows = [_text_only(r) for r in rows]
     batch = batch_id_for(f"{digest}|{as_of.isoformat() if as_of else time.time_ns()}", prefix=source[:12] or "api")
     return engine.record(_ctx(ctx), rows, as_of, batch_id=batch, source=source, operator=_operator(operator),
                          digest=digest)
+
+
+def _text_only(row: dict) -> dict:
+    """`row` with any lone surrogate replaced by U+FFFD and the row refused `bad_text` (half an emoji is no text:
+    no database stores it), so it is one refused row with its reason, never a traceback for the delivery."""
+    clean, bad = without_surrogates(row)
+    return {**clean, "problems": sorted({*(clean.get("problems") or ()), Problem.BAD_TEXT.value})} if bad else row
 
 
 def record_file(path: str | Path, *, as_of: dt.datetime | None = None, operator: str | None = None,

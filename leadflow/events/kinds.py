@@ -76,5 +76,6 @@ class Refusal(StrEnum):
     # What the file reader found in the row (leadflow.intake.cells.Problem): the row cannot be taken as written
     TOO_LONG = "too_long"  # a value longer than its field holds
     BAD_QUOTE = "bad_quote"  # a quote opened in the row and never closed
+    BAD_TEXT = "bad_text"  # a value holding a lone surrogate (half an emoji): kept with U+FFFD in its place
     RAGGED = "ragged"  # a CSV row whose cells do not line up with the header
     BAD_JSON = "bad_json"  # a JSON Lines line that is not a JSON object

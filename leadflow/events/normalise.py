@@ -32,7 +32,7 @@ _TYPE_ALIASES = {"联系": "contact", "首次联系": "contact", "录入crm": "c
 _LIMITS = {c: Event.__table__.c[c].type.length
            for c in ("source_event_id", "customer_key", "other_customer_key", "by", "person", "department")}
 # The reader's problems, most telling first: a row the reader could not split cannot be judged further.
-_READER_PROBLEMS = (Problem.BAD_JSON, Problem.BAD_QUOTE, Problem.RAGGED, Problem.TOO_LONG)
+_READER_PROBLEMS = (Problem.BAD_JSON, Problem.BAD_QUOTE, Problem.RAGGED, Problem.BAD_TEXT, Problem.TOO_LONG)
 
 
 def text(v: Any) -> str | None:

@@ -74,7 +74,8 @@ def batch_id_for(digest_source: str | bytes, prefix: str = "events") -> str:
 
 
 def payload_digest(rows: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str, ensure_ascii=False)
+                          .encode("utf-8", "surrogatepass")).hexdigest()  # a lone surrogate hashes too (bad_text)
 
 
 def previous_summary(conn: Connection, batch_id: str) -> dict | None:

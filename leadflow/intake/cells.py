@@ -8,7 +8,11 @@ Decisions:
   stripped from every value: they are debris of broken exports, never part of a name or a number, and
   PostgreSQL cannot store NUL. The row keeps its other values and goes on as usual;
 - a cell longer than `MAX_CELL_CHARS` refuses its row (`too_long`) and is kept cut to that length, so a
-  10 MB field costs neither the file nor the store.
+  10 MB field costs neither the file nor the store;
+- a value holding a lone surrogate (half an emoji, as a cut-off string leaves it; a caller of the Python API can
+  pass one) is no text: no database can store it. It refuses its row (`bad_text`) and is kept with U+FFFD in the
+  surrogate's place; the row's other values are judged as usual. (A JSON Lines line escaping one, `"\\ud83d"`,
+  stays `bad_json`: the line is kept as written, which needs no replacement.)
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from enum import StrEnum
 MAX_CELL_CHARS = 10_000  # no registration or event field needs more; Excel's own cell limit is 32,767
 
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class Problem(StrEnum):
@@ -28,6 +33,7 @@ class Problem(StrEnum):
     RAGGED = "ragged"        # a CSV row with fewer or more cells than the header: its values may be shifted
     BAD_JSON = "bad_json"    # a JSON Lines line that is not a JSON object
     BAD_TIME = "bad_time"    # a time given that is not a time, or outside the years LeadFlow takes
+    BAD_TEXT = "bad_text"    # a value holding a lone surrogate: kept with U+FFFD in its place
 
 
 def strip_controls(text: str) -> str:
@@ -35,9 +41,25 @@ def strip_controls(text: str) -> str:
     return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
 
 
+def without_surrogates(value):
+    """(`value` with every lone surrogate in its strings, dict keys and values and list items replaced by U+FFFD,
+    whether there was one). Other values come back as they are (the same object when nothing changed)."""
+    if isinstance(value, str):
+        return (_SURROGATES.sub("\ufffd", value), True) if _SURROGATES.search(value) else (value, False)
+    if isinstance(value, dict):
+        pairs = [(without_surrogates(k), without_surrogates(v)) for k, v in value.items()]
+        if any(kb or vb for (_, kb), (_, vb) in pairs):
+            return {k: v for (k, _), (v, _) in pairs}, True
+        return value, False
+    if isinstance(value, (list, tuple)):
+        items = [without_surrogates(v) for v in value]
+        return (type(value)(v for v, _ in items), True) if any(b for _, b in items) else (value, False)
+    return value, False
+
+
 def too_long(text: str | None, limit: int = MAX_CELL_CHARS) -> bool:
     """True when `text` holds more than `limit` characters."""
     return text is not None and len(text) > limit
 
 
-__all__ = ["MAX_CELL_CHARS", "Problem", "strip_controls", "too_long"]
+__all__ = ["MAX_CELL_CHARS", "Problem", "strip_controls", "too_long", "without_surrogates"]

@@ -172,3 +172,14 @@ def test_r_sla_6_concurrent_runs_wait_for_each_other_and_record_each_breach_once
     with ctx.engine.connect() as conn:
         rules = conn.execute(select(Ledger.rule_id).where(Ledger.action == "breach")).scalars().all()
     assert sorted(rules) == sorted(set(rules)) and "R-SLA-1" in rules
+
+
+def test_r_val_2_an_event_holding_half_an_emoji_is_refused_bad_text_and_its_neighbour_applied(ctx):
+    """A lone surrogate in an event row given to `record_events` refuses that row (`bad_text`), never the delivery:
+    before, the call raised UnicodeEncodeError. Rows in = applied + duplicate + waiting + refused."""
+    register_lead(LEAD, now=minutes(0), ctx=ctx)
+    s = record_events([{"type": "contact", "at": minutes(3), "customer": "H-1\udc00"},
+                       {"type": "contact", "at": minutes(4), "customer": "H-1", "note": "ok"}],
+                      as_of=minutes(5), ctx=ctx)
+    assert (s["rows_in"], s["applied"], s["refused"], s["reasons"]) == (2, 1, 1, {"bad_text": 1})
+

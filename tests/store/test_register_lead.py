@@ -45,3 +45,25 @@ def test_r_reg_8_a_self_found_lead_is_its_finders_without_allocation(store_engin
 def test_r_val_2_a_bad_lead_is_quarantined_with_its_reason(store_engine, store_target):
     out = register_lead({**LEAD, "phone": "12345"}, now=NOW, ctx=_ctx(store_engine, store_target))
     assert (out["status"], out["reasons"], out["customer_id"]) == ("quarantined", ["phone_format"], None)
+
+
+def test_r_val_2_a_lead_holding_half_an_emoji_is_quarantined_bad_text_and_its_neighbour_registered(
+        store_engine, store_target):
+    """A lone surrogate (a string cut inside an emoji) is no text no database stores: before, the call raised
+    UnicodeEncodeError. Now the lead is quarantined `bad_text` (R-VAL-2) with U+FFFD kept in its place, and a
+    neighbour registered in the same group is allocated as usual."""
+    from sqlalchemy import select
+
+    from leadflow.store.models import Registration
+
+    ctx = _ctx(store_engine, store_target)
+    bad = register_lead({**LEAD, "name": "周先生\ud83d", "external_ref": "W-\udc00"}, now=NOW, ctx=ctx)
+    good = register_lead({**LEAD, "phone": "139 0013 9000"}, now=NOW, ctx=ctx)
+    assert (bad["status"], bad["reasons"], bad["customer_id"]) == ("quarantined", ["bad_text"], None)
+    assert (good["status"], good["owner"]) == ("accepted", "s1")
+    with store_engine.connect() as conn:
+        names = conn.execute(select(Registration.name, Registration.external_ref, Registration.raw)
+                             .where(Registration.status == "quarantined")).one()
+    assert names.name == "周先生\ufffd" and names.external_ref == "W-\ufffd" and names.raw["name"] == "周先生\ufffd"
+    again = register_lead({**LEAD, "name": "周先生\ud83d", "external_ref": "W-\udc00"}, now=NOW, ctx=ctx)
+    assert again == bad  # the same lead at the same time is the same delivery (R-REG-4): its digest holds

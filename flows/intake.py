@@ -44,6 +44,16 @@ def _add_offer(total: dict, offer: dict) -> None:
     total["pooled_leads"] = offer.get("pooled_leads", [])
 
 
+def refused_batches(errors: list[str], batches: int) -> str:
+    """One sentence for the batches of a file refused as a whole (R-VAL-3): a file of one batch, its own; else how
+    many of the file's batches, and the first one's reason (a rejected file's `reason.txt` starts with this line;
+    each row's reason follows it there)."""
+    if batches <= 1 and len(errors) == 1:
+        return errors[0]
+    first = errors[0].rstrip(".")
+    return f"{len(errors)} of the file's {batches} batches were refused as a whole (R-VAL-3); the first: {first}."
+
+
 @flow(name="intake", flow_run_name=_run_name, log_prints=False)
 def intake_flow(path: FilePath, as_of: AsOf = None):
     """Register a file of leads: catch up, then per batch stage, validate, settle, allocate; publish."""
@@ -81,7 +91,7 @@ def intake_flow(path: FilePath, as_of: AsOf = None):
             summary["batches"].append(batch["batch_id"])
             _add_offer(allocation, intake.offer(now, run_after))
         if summary["errors"]:
-            summary["batch_error"] = " ".join(summary["errors"])
+            summary["batch_error"] = refused_batches(summary["errors"], len(summary["batches"]))
         return {**summary, "allocation": allocation, "batch_id": batch_id}  # quarantined rows counted by reason
 
     out, summary = engine_run(as_of, act)

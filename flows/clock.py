@@ -73,6 +73,10 @@ def outcome_state(out: dict, data: dict | None = None):
     needs = [reporting.pool_warning(out["pool"], data).message] if reporting.newly_pooled(out["pool"])["pooled"] else []
     needs += [r["summary"]["warning"] for r in out["timed"] if r["summary"].get("mass_breach")][:1]
     needs += [held] if (held := _newly_held(out)) else []
+    recovered = out.get("recovered") or {}
+    needs += recovered.get("errors", [])  # R-VAL-3: a killed run's batch refused now fails this run, never silently
+    if recovered.get("batches"):
+        summary["recovered"] = {k: recovered[k] for k in ("rows_in", "accepted", "attached", "quarantined")}
     if needs:  # R-REG-7: a state message is stored and shown by Prefect
         return failed("; ".join(n.rstrip(".") for n in needs) + ".", summary)
     return Completed(message=mask_phones_in_text(_describe(summary)), data=summary)
@@ -96,7 +100,11 @@ def _newly_held(out: dict) -> str | None:
 
 def _describe(summary: dict) -> str:
     ran = ", ".join(f"{n} × {s.replace('_', ' ')}" for s, n in summary["stages_run"].items()) or "nothing was due"
-    return f"caught up to {summary['as_of']}: {ran}; {summary['allocated']} allocated from the pool"
+    said = f"caught up to {summary['as_of']}: {ran}; {summary['allocated']} allocated from the pool"
+    if r := summary.get("recovered"):
+        said += (f"; {r['rows_in']} registration(s) a killed run had staged decided now ({r['accepted']} accepted, "
+                 f"{r['attached']} attached, {r['quarantined']} quarantined)")
+    return said
 
 
 def catch_up(as_of: dt.datetime | None):

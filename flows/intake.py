@@ -51,7 +51,13 @@ def refused_batches(errors: list[str], batches: int) -> str:
     if batches <= 1 and len(errors) == 1:
         return errors[0]
     first = errors[0].rstrip(".")
-    return f"{len(errors)} of the file's {batches} batches were refused as a whole (R-VAL-3); the first: {first}."
+    first = first[:1].lower() + first[1:]
+    was = "was" if len(errors) == 1 else "were"
+    rest = batches - len(errors)
+    others = ("" if not rest else "; the other batch was registered" if rest == 1
+              else f"; the other {rest} batches were registered")
+    return (f"{len(errors)} of the file's {batches} batches {was} refused as a whole (R-VAL-3), the first because "
+            f"{first}{others}.")
 
 
 @flow(name="intake", flow_run_name=_run_name, log_prints=False)

@@ -372,6 +372,7 @@ def attention(out: dict, result: dict | str | None, newly_held: list[dict]) -> l
     if pool["pooled"]:
         lines.append(pool_message(pool))
     lines += [t["summary"]["warning"] for t in out.get("timed", []) if t["summary"].get("mass_breach")][:1]
+    lines += (out.get("recovered") or {}).get("errors", [])  # a killed run's batch refused or not decidable now
     if newly_held:
         reasons = Counter(r for h in newly_held for r in h["reasons"])
         lines.append(f"{len(newly_held)} record(s) newly held out of a stage until fixed (R-VAL-2): "
@@ -436,11 +437,10 @@ def publish_run_summary(out: dict, result: dict | str | None = None) -> list[str
         look.append(f"{sum(quarantined.values())} row(s) "
                     f"{'refused' if 'applied' in res else 'quarantined'} (R-VAL-2): "
                     + ", ".join(f"{r} × {n}" for r, n in quarantined.most_common()))
-    if (recovered := out.get("recovered")) and recovered.get("batches"):
-        look.append(f"{recovered['rows_in']} registration(s) a crashed run had staged and never decided, in "
+    if (recovered := out.get("recovered")) and recovered.get("batches"):  # its errors are under "Needs a person"
+        look.append(f"{recovered['rows_in']} registration(s) a killed run had staged and never decided, in "
                     f"{len(recovered['batches'])} batch(es), were decided by this run: {recovered['accepted']} "
-                    f"accepted, {recovered['attached']} attached, {recovered['quarantined']} quarantined"
-                    + "".join(f"; {e}" for e in recovered.get("errors", ())))
+                    f"accepted, {recovered['attached']} attached, {recovered['quarantined']} quarantined")
     if out.get("holds"):
         look.append(f"{out['holds']} registration record(s) on hold until fixed (R-VAL-2): see records-on-hold")
     if waiting := still_waiting(final_pool(out, result if isinstance(result, dict) else {})):

@@ -18,6 +18,7 @@ from leadflow.cli import bench, ledger, local, run  # noqa: F401  (the commands 
 from leadflow.cli.app import app
 from leadflow.cli.output import Failure, fail_line
 from leadflow.errors import USER_ERRORS, one_line
+from leadflow.intake.cells import without_surrogates
 
 PROG = "leadflow"
 
@@ -41,9 +42,12 @@ def _setup_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run `leadflow` with `argv` (default: the process's arguments); returns the exit code."""
     _setup_logging()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if (bad := _not_text(args)) is not None:
+        return _fail(bad, 2)
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+        code = command.main(args=args, prog_name=PROG, standalone_mode=False)
     except typer.Abort:  # end of input at a prompt
         return _fail("interrupted.", 130)
     except TyperException as e:  # Typer's (vendored Click's) usage errors: one sentence, never the usage box
@@ -68,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     if code == 130:  # Typer turns Ctrl-C into exit 130 before it reaches us
         return _fail("interrupted.", 130)
     return code if isinstance(code, int) else 0
+
+
+def _not_text(args: list[str]) -> str | None:
+    """One sentence for the first argument holding bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    which no database, file name check or Prefect request takes), else None. The argument is not quoted: it may be
+    a phone number (R-REG-7)."""
+    for i, arg in enumerate(args, start=1):
+        if without_surrogates(arg)[1]:
+            return (f"argument {i} holds bytes that are not UTF-8 text; LeadFlow takes arguments in UTF-8 (a file "
+                    "whose name is not UTF-8: rename it).")
+    return None
 
 
 def _fail(message: str, code: int) -> int:

@@ -570,9 +570,13 @@ def settle(ctx: StageContext, batch_id: str, gate, now: dt.datetime, staged: lis
     return summary
 
 
-# A batch claimed (staged) and not finished, oldest first: under the clock lock, only a crashed run leaves one.
-_UNFINISHED = select(IntakeBatch.id).where(IntakeBatch.finished_at.is_(None)).order_by(
-    IntakeBatch.started_at, IntakeBatch.id)
+# A batch claimed (staged) and not finished: under the clock lock, only a crashed run leaves one. In the order
+# they were staged (their rows' first id: a file's batches are staged in file order, and the last one's id,
+# `file-<digest>`, sorts before the others' as text), so R-REG-4/5 see the rows in the order they came.
+_UNFINISHED = (select(IntakeBatch.id, func.min(Registration.id).label("first"))
+               .select_from(IntakeBatch).outerjoin(Registration, (Registration.batch_id == IntakeBatch.id)
+                                                   & (Registration.status == "staged"))
+               .where(IntakeBatch.finished_at.is_(None)).group_by(IntakeBatch.id, IntakeBatch.started_at))
 UNFINISHED_EXISTS = select(IntakeBatch.id).where(IntakeBatch.finished_at.is_(None)).exists()
 
 
@@ -586,24 +590,25 @@ def recover_unfinished(ctx: StageContext, now: dt.datetime) -> dict:
     gone; its new leads then wait for the run's pool offer like any others. Each batch is decided as `settle`
     decides one (its own transaction; R-VAL-3 may quarantine it as a whole, which is said in `errors`).
 
-    Returns {"batches": [ids], "rows_in", "accepted", "attached", "quarantined", "errors": [sentences]}."""
+    Returns {"batches": [ids decided], "rows_in", "accepted", "attached", "quarantined", "errors": [one sentence
+    each: a batch refused as a whole (R-VAL-3; decided and counted), or one that could not be decided (left staged,
+    tried again by the next run)]}: an error makes the run need a person (`flows.clock.outcome_state`)."""
     out = {"batches": [], "rows_in": 0, "accepted": 0, "attached": 0, "quarantined": 0, "errors": []}
     with ctx.engine.connect() as conn:
-        batch_ids = list(conn.execute(_UNFINISHED).scalars())
-    for batch_id in batch_ids:
-        gate = ctx.gate("intake", batch_id=batch_id)
+        batches = sorted(conn.execute(_UNFINISHED).all(), key=lambda b: (b.first is None, b.first or 0, b.id))
+    for batch_id, _ in batches:
         try:
-            summary = settle(ctx, batch_id, gate, now)
+            summary = settle(ctx, batch_id, ctx.gate("intake", batch_id=batch_id), now)
         except StageFailure as e:  # R-VAL-3: quarantined and finished as a whole; its counts are the batch's
-            out["errors"].append(f"batch {batch_id}: {e}")
+            out["errors"].append(f"a batch a killed run had staged ({batch_id}) was refused as a whole: {e}")
             with ctx.engine.connect() as conn:
                 summary = previous_summary(conn, batch_id) or {}
         except Exception as e:  # noqa: BLE001 - one broken batch must not stop every run after it: it stays
             # staged, is said here (its type only: a driver's message may quote a row) and is tried again next run
-            _log.warning("batch %s, staged by a crashed run, could not be decided (%s); the next run tries again",
+            _log.warning("batch %s, staged by a killed run, could not be decided (%s); the next run tries again",
                          batch_id, type(e).__name__)
-            out["errors"].append(f"batch {batch_id} could not be decided ({type(e).__name__}); the next run "
-                                 "tries again.")
+            out["errors"].append(f"a batch a killed run had staged ({batch_id}) could not be decided "
+                                 f"({type(e).__name__}); the next run tries again.")
             continue
         out["batches"].append(batch_id)
         for k in ("rows_in", "accepted", "attached", "quarantined"):

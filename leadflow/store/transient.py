@@ -46,6 +46,9 @@ def database_sentence(error: BaseException, where: str | None = None) -> str:
     if is_transient(error):
         return (f"the database{at} dropped the work ({type(orig).__name__}: {mask(first)}); nothing half-done "
                 "was kept: run the same command again and it completes what is missing.")
+    if first.startswith("no such table") or getattr(orig, "pgcode", None) == "42P01":  # undefined_table
+        return (f"the database{at} holds no LeadFlow store yet ({mask(first)}): create it with `leadflow db "
+                "upgrade` (or `python3 manage.py start`, which also loads the sample data), then run this again.")
     if isinstance(error, exc.IntegrityError):
         return (f"the database{at} refused a write ({mask(first)}); nothing of this run was kept: run the same "
                 "command again, and report it if it repeats.")

@@ -171,3 +171,101 @@ def test_r_reg_1_a_later_batch_a_kill_left_staged_counts_as_registered_by_the_re
     finally:
         ctx.gate.close()
         ctx.engine.dispose()
+
+
+def _stage_file_unfinished(ctx, path, as_of) -> list[str]:
+    """What a killed intake flow leaves: every batch of the file staged (`tasks.intake.stage_file` stages them all
+    before deciding any), none decided. Returns the batch ids in file order."""
+    from leadflow.intake.readers import file_digest, registration_rows
+    from leadflow.stages import intake
+
+    digest = file_digest(path)
+    ids = []
+    for number, last, rows in intake.file_chunks(registration_rows(path), ctx.policy.intake.batch_rows):
+        batch_id = intake.file_batch_id(digest, number, last)
+        with ctx.engine.begin() as conn:
+            intake.stage_rows(conn, ctx, batch_id, "file", rows, as_of, digest)
+        ids.append(batch_id)
+    return ids
+
+
+def _file(tmp_path, rows: list[str]):
+    path = tmp_path / "leads.csv"
+    path.write_text(scenario.REG_HEADER + "".join(rows), encoding="utf-8")
+    return path
+
+
+def test_r_reg_5_batches_a_killed_flow_staged_are_decided_in_file_order(database_url, tmp_path):
+    """25 rows in batches of 10 (ids `file-<d>-1`, `-2` and the last `file-<d>`, which sorts first as text): row 3
+    and row 23 share a phone. Decided in file order, row 3 is the customer (tier A) and row 23 attaches to it
+    (R-REG-5), as without the kill; found by the fresh-clone trial: the last batch was decided first."""
+    import dataclasses
+
+    from leadflow.policy import load_policy
+
+    url, schema = database_url
+    base = scenario.store_context(url, schema)
+    ctx = dataclasses.replace(base, policy=load_policy(overrides={"intake": {"batch_rows": 10}}))
+    try:
+        scenario.prepare(ctx)
+        rows = [scenario._reg_line(i, "2026-03-02 09:01", "25万") for i in range(1, 26)]
+        rows[2] = scenario._reg_line(3, "2026-03-02 09:01", "90万", phone="13911112222")
+        rows[22] = scenario._reg_line(23, "2026-03-02 09:01", "8万", phone="13911112222")
+        batches = _stage_file_unfinished(ctx, _file(tmp_path, rows), scenario.AS_OF["register-1"])
+        out = engine.tick(ctx, scenario.AS_OF["register-1"])
+        assert out["recovered"]["batches"] == batches and out["recovered"]["rows_in"] == 25
+        with ctx.engine.connect() as conn:
+            got = {r.external_ref: (r.status, r.customer_id) for r in conn.execute(
+                select(Registration.external_ref, Registration.status, Registration.customer_id))}
+            tiers = dict(conn.execute(select(Customer.id, Customer.tier)).all())
+        assert got["TB-003"][0] == "accepted" and tiers[got["TB-003"][1]] == "A"
+        assert got["TB-023"] == ("attached", got["TB-003"][1])
+        ids = [got[f"TB-{i:03d}"][1] for i in range(1, 26) if i != 23]
+        assert ids == sorted(ids)  # customers created in file order
+    finally:
+        ctx.gate.close()
+        ctx.engine.dispose()
+
+
+def test_r_val_3_a_killed_runs_batch_refused_as_a_whole_needs_a_person_and_one_not_decidable_is_retried(
+        database_url, tmp_path, monkeypatch):
+    """R-VAL-3: a recovered batch refused as a whole "fails the stage's flow run with a clear message; it does not
+    silently pass" — its sentence is in the run's `recovered.errors`, which `attention` (and the flow's state) put
+    under what needs a person. A batch that cannot be decided at all (here: deciding raises) is said the same way,
+    stays staged, and the next run decides it: it never stops the runs after it. (Found by the fresh-clone trial.)"""
+    from leadflow.stages import intake
+    from tasks.reporting import attention
+
+    url, schema = database_url
+    ctx = scenario.store_context(url, schema)
+    try:
+        scenario.prepare(ctx)
+        at = scenario.AS_OF["register-1"]
+        bad = _stage_file_unfinished(ctx, _file(tmp_path, [scenario._reg_line(i, "2026-03-02 09:01", "25万",
+                                                                               phone="12345") for i in range(1, 26)]),
+                                     at)
+        out = engine.tick(ctx, at)
+        (error,) = out["recovered"]["errors"]
+        assert f"({bad[0]}) was refused as a whole" in error and "25 of 25 rows" in error
+        assert out["recovered"]["quarantined"] == 25 and out["recovered"]["batches"] == bad
+        assert error in attention(out, None, [])
+
+        (tmp_path / "good").mkdir()
+        good = _stage_file_unfinished(ctx, _file(tmp_path / "good", [scenario._reg_line(1, "2026-03-02 09:01", "25万")]),
+                                      at)
+
+        def broken(*a, **k):
+            raise ValueError("13911112222 could not be decided")
+
+        monkeypatch.setattr(intake, "decide", broken)
+        out = engine.tick(ctx, at)
+        assert out["recovered"]["batches"] == [] and out["recovered"]["errors"] == [
+            f"a batch a killed run had staged ({good[0]}) could not be decided (ValueError); the next run tries again."]
+        assert out["recovered"]["errors"][0] in attention(out, None, [])
+        monkeypatch.undo()
+        out = engine.tick(ctx, at)
+        assert out["recovered"]["batches"] == good and out["recovered"]["accepted"] == 1
+        assert out["recovered"]["errors"] == [] and out["pool"]["allocated"] == 1
+    finally:
+        ctx.gate.close()
+        ctx.engine.dispose()

@@ -82,3 +82,32 @@ def test_issue9_7_interrupt_is_130_and_a_bug_is_one_line_exit_1_naming_it_a_bug(
     monkeypatch.setenv("LEADFLOW_DEBUG", "1")
     with pytest.raises(TypeError):
         cli.main(["report", "breaches"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["record", "contact", "--customer", "F-0\udced\udca0\udcbd", "--by", "s1", "--at", "2026-12-01 11:40"],
+    ["record", "contact", "--customer", "1390001\udcff0001", "--by", "s1"],
+    ["dispute", "F-0\udcff"],
+    ["forget", "F-0\udcff"],
+    ["register", "/tmp/reg\udcff.csv"],
+])
+def test_issue9_8_an_argument_that_is_not_utf8_is_one_sentence_exit_2_naming_no_value(capsys, argv):
+    """Bytes that are not UTF-8 reach Python as lone surrogates (found by the fresh-clone trial: every such command
+    ended "a bug in LeadFlow", exit 1). The sentence names the argument's place, never its value (R-REG-7)."""
+    code, out, err = run(capsys, *argv)
+    bad = next(i for i, a in enumerate(argv, start=1) if any("\udc80" <= ch <= "\udcff" for ch in a))
+    assert (code, out, err.count("\n")) == (2, "", 1), err
+    assert f"argument {bad} holds bytes that are not UTF-8 text" in err and "a bug" not in err
+    assert "1390001" not in err
+
+
+def test_issue9_8_a_store_never_created_is_one_sentence_saying_how_to_create_it(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'none.db'}")
+    from leadflow.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        code, out, err = run(capsys, "state")
+    finally:
+        get_settings.cache_clear()
+    assert code == 1 and err.count("\n") == 1 and "holds no LeadFlow store yet" in err and "leadflow db upgrade" in err

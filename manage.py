@@ -3,6 +3,7 @@
 
     python3 manage.py start   # set up, then run the main job (local Prefect server + UI, sample data)
     python3 manage.py test    # set up, then run the whole test suite
+    python3 manage.py setup   # only set up: .venv with the pinned dependencies (a worker machine, a new terminal)
 
 Standard library only: this runs before anything is installed.
 """

@@ -57,8 +57,8 @@ def record_events(rows: list[dict], *, as_of: dt.datetime | None = None, source:
 def _text_only(row: dict) -> dict:
     """`row` with any lone surrogate replaced by U+FFFD and the row refused `bad_text` (half an emoji is no text:
     no database stores it), so it is one refused row with its reason, never a traceback for the delivery."""
-    clean, bad = without_surrogates(row)
-    return {**clean, "problems": sorted({*(clean.get("problems") or ()), Problem.BAD_TEXT.value})} if bad else row
+    clean, bad = without_surrogates(row)  # (an emoji's two halves are joined: the character, not a refusal)
+    return {**clean, "problems": sorted({*(clean.get("problems") or ()), Problem.BAD_TEXT.value})} if bad else clean
 
 
 def record_file(path: str | Path, *, as_of: dt.datetime | None = None, operator: str | None = None,

@@ -43,18 +43,31 @@ def strip_controls(text: str) -> str:
 
 def without_surrogates(value):
     """(`value` with every lone surrogate in its strings, dict keys and values and list items replaced by U+FFFD,
-    whether there was one). Other values come back as they are (the same object when nothing changed)."""
+    whether there was one). A high and a low surrogate in a row are one character (an emoji a UTF-16 caller split):
+    joined, not counted. Other values come back as they are (the same object when nothing changed)."""
+    out, bad, _ = _mend(value)
+    return out, bad
+
+
+def _mend(value):
+    """(value mended, a lone surrogate was replaced, anything changed)."""
     if isinstance(value, str):
-        return (_SURROGATES.sub("\ufffd", value), True) if _SURROGATES.search(value) else (value, False)
+        if not _SURROGATES.search(value):
+            return value, False, False
+        text = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return text, text.count("\ufffd") > value.count("\ufffd"), True
     if isinstance(value, dict):
-        pairs = [(without_surrogates(k), without_surrogates(v)) for k, v in value.items()]
-        if any(kb or vb for (_, kb), (_, vb) in pairs):
-            return {k: v for (k, _), (v, _) in pairs}, True
-        return value, False
+        pairs = [(_mend(k), _mend(v)) for k, v in value.items()]
+        if any(kc or vc for (_, _, kc), (_, _, vc) in pairs):
+            return ({k: v for (k, _, _), (v, _, _) in pairs}, any(kb or vb for (_, kb, _), (_, vb, _) in pairs),
+                    True)
+        return value, False, False
     if isinstance(value, (list, tuple)):
-        items = [without_surrogates(v) for v in value]
-        return (type(value)(v for v, _ in items), True) if any(b for _, b in items) else (value, False)
-    return value, False
+        items = [_mend(v) for v in value]
+        if any(c for _, _, c in items):
+            return type(value)(v for v, _, _ in items), any(b for _, b, _ in items), True
+        return value, False, False
+    return value, False, False
 
 
 def too_long(text: str | None, limit: int = MAX_CELL_CHARS) -> bool:

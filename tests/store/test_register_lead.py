@@ -67,3 +67,8 @@ def test_r_val_2_a_lead_holding_half_an_emoji_is_quarantined_bad_text_and_its_ne
     assert names.name == "周先生\ufffd" and names.external_ref == "W-\ufffd" and names.raw["name"] == "周先生\ufffd"
     again = register_lead({**LEAD, "name": "周先生\ud83d", "external_ref": "W-\udc00"}, now=NOW, ctx=ctx)
     assert again == bad  # the same lead at the same time is the same delivery (R-REG-4): its digest holds
+    joined = register_lead({**LEAD, "phone": "137 0013 7000", "name": "周\ud83d\ude00"}, now=NOW, ctx=ctx)
+    assert joined["status"] == "accepted"  # an emoji's two halves, as a UTF-16 caller splits it, are the emoji
+    with store_engine.connect() as conn:
+        assert conn.execute(select(Registration.name).where(Registration.phone == "13700137000")).scalar() == "周😀"
+

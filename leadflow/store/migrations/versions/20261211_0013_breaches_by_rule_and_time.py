@@ -5,14 +5,14 @@ Three reads find breaches by rule and instant: the SLA check's count of the mont
 withdraws (R-SLA-7), and the monthly audit's listings already recorded for its instant (R-SLA-5, R-SLA-6). Each
 read every breach of the store: at 1 M open leads 200,000 rows, 30-75 ms a read, for a handful of rows.
 
-Revision ID: 0012
-Revises: 0011
-Create Date: 2026-12-10
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-11
 """
 from alembic import op
 
-revision = '0012'
-down_revision = '0011'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -100,7 +100,7 @@ def _chunks(leads: Iterable[dict], size: int) -> Iterator[list[dict]]:
 def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Roster | RosterIndex,
              leads: Iterable[dict], exclude: dict[int, frozenset[str]] | None = None,
              kind: str = "allocation", reason: str | None = None, *, chunk_rows: int | None = None,
-             keep_decisions: bool = True) -> dict:
+             keep_decisions: bool = True, taken_back: list[dict] | None = None) -> dict:
     """Decide owners for `leads` (dicts with id, tier, pooled_at, optionally from_person) in order, writing
     each chunk of `chunk_rows` (default `CHUNK_ROWS`) in bulk (R-ALLOC-1..7), all under the one rotation lock
     and in the caller's transaction; the pointers, the debts and the roster's bookkeeping carry from chunk to
@@ -113,12 +113,21 @@ def allocate(conn: Connection, ctx: StageContext, now: dt.datetime, roster: Rost
     re-allocation's cause). Returns counts, `decisions` (the ledger rows written: R-ALLOC-7; empty when
     `keep_decisions` is False, for a pool too large to hold) and `pooled_leads` — every lead left in the
     pool, re-offered ones included, as {customer_id, tier, reason} (`pool_reason`); a re-offer that changes
-    nothing writes no ledger row."""
+    nothing writes no ledger row.
+
+    `taken_back`: the leads are being taken back from their owners (`reassign.take_back`), whose customer rows
+    still name those owners, and these are the take-back's ledger rows. Each lead's customer row is then written
+    once, with its outcome — the new owner, or the pool (status 'pool', no owner, `pooled_at` now) — and its
+    `converted_at` cleared, as the take-back's own UPDATE followed by this one left it; and the take-back's
+    ledger rows go ahead of the first chunk's, in its COPY (not returned in `decisions`). Issue 10: a
+    conversion-expiry day re-allocates ~3,300 scattered leads at 1 M, each customer row written once, not twice."""
     with bulk_work():  # a chunk's decisions and rows are alive together: collect cycles less often
-        return _allocate(conn, ctx, now, roster, leads, exclude or {}, kind, reason, chunk_rows, keep_decisions)
+        return _allocate(conn, ctx, now, roster, leads, exclude or {}, kind, reason, chunk_rows, keep_decisions,
+                         taken_back)
 
 
-def _allocate(conn, ctx, now, roster, leads, exclude, kind, reason, chunk_rows, keep_decisions) -> dict:
+def _allocate(conn, ctx, now, roster, leads, exclude, kind, reason, chunk_rows, keep_decisions,
+              taken_back) -> dict:
     take_rotation(conn)
     week = week_index(now, rotation_epoch(conn, ctx, now), ctx.policy)
     before = load_pointers(conn)
@@ -134,6 +143,8 @@ def _allocate(conn, ctx, now, roster, leads, exclude, kind, reason, chunk_rows, 
     decisions: list[dict] = []
     pooled: list[dict] = []
     first = True
+    preface = list(taken_back or ())  # the take-back's ledger rows: written with the first chunk's, ahead of them
+    released = taken_back is not None
     for chunk in _chunks(leads, chunk_rows or CHUNK_ROWS):
         offered += len(chunk)
         assignments, ledger_rows, owners, pauses, served, to_pool_first = [], [], [], [], [], []
@@ -152,8 +163,12 @@ def _allocate(conn, ctx, now, roster, leads, exclude, kind, reason, chunk_rows, 
                 served.append({"id": d.debt_id, "served_at": now, "served_customer_id": lead_id})
             if d.person is None:
                 why = pool_reason(d.explanation)
+                if released:  # the row still names the owner it was taken from: written whole, to the pool
+                    owners.append({"id": lead_id, "status": "pool", "owner_id": None, "department_id": None,
+                                   "pooled_at": lead.get("pooled_at") or now})
                 if lead.get("pooled_at") is None:
-                    to_pool_first.append(lead_id)
+                    if not released:
+                        to_pool_first.append(lead_id)
                     ledger_rows.append(ledger.entry(now, "R-ALLOC-5", "pooled", f"{prefix}left in the company "
                                                     f"pool: {why}", customer_id=lead_id, explanation=d.explanation))
                 # `new`: pooled by this offer; a re-offered lead still waiting needs no new alarm (issue 9.5)
@@ -169,14 +184,18 @@ def _allocate(conn, ctx, now, roster, leads, exclude, kind, reason, chunk_rows, 
                                             customer_id=lead_id,
                                             person_id=d.person, from_person_id=lead.get("from_person"),
                                             department_id=d.department, explanation=d.explanation))
-        allocated += len(owners)
+        allocated += len(assignments)
+        if released:  # every taken-back lead's conversion mark cleared, as the take-back's own write did
+            owners = [{**o, "converted_at": None} for o in owners]
         _write(conn, now, assignments, owners, pauses, served, to_pool_first, version)
         if first:
             failpoints.hit("allocation.write")
             first = False
-        ledger.append(conn, ledger_rows, version, ctx.flow_run_id)
+        ledger.append(conn, preface + ledger_rows, version, ctx.flow_run_id)
+        preface = []
         if keep_decisions:
             decisions.extend(ledger_rows)
+    ledger.append(conn, preface, version, ctx.flow_run_id)  # (no lead at all: the take-back's rows alone)
     save_pointers(conn, before, pointers)
     return {"offered": offered, "allocated": allocated, "pooled": len(pooled),
             "decisions": decisions, "pooled_leads": pooled}

@@ -14,7 +14,7 @@ from leadflow.stages.marks import get_mark, set_mark
 from leadflow.stages.reassign import take_back
 from leadflow.stages.sla import load_records
 from leadflow.stages.validation import held_customers
-from leadflow.store import ledger
+from leadflow.store import ledger, references
 from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Activity, Assignment, Breach, Customer, Person
 
@@ -53,6 +53,10 @@ def _candidates(conn: Connection, audit_at: dt.datetime,
                 Assignment.started_at < at - dt.timedelta(days=policy.sla.audit_held_days),
                 ~followed.exists()))
     holdings = [rules.Holding(*r) for r in conn.execute(q)]
+    # the listings name these assignments' own ids, customers and owners: read here, so proved (R-SLA-5)
+    references.proved(conn, {"assignments": [h.assignment_id for h in holdings],
+                             "customers": [h.customer_id for h in holdings],
+                             "people": [h.person_id for h in holdings]})
     return holdings, load_records(conn, [h.customer_id for h in holdings], rules.EFFECTIVE_KINDS, quiet_from)
 
 

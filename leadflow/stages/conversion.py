@@ -12,7 +12,7 @@ from leadflow.rules.sla import with_grace, without_grace
 from leadflow.stages.context import StageContext
 from leadflow.stages.reassign import take_back
 from leadflow.stages.validation import held_customers
-from leadflow.store import ledger
+from leadflow.store import ledger, references
 from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Activity, Assignment, Bar, Customer, Deal
 
@@ -116,6 +116,8 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     write, one roster load and one `allocate` per instant, however many leads (each excludes its owner)."""
     due = [(e, c) for e, c in load_cases(conn, ctx, without_grace(as_of, ctx.policy))
            if with_grace(e, ctx.policy) <= as_of]
+    # the take-backs' ledger rows and new assignments name these customers, read here: proved (R-ALLOC-7)
+    references.proved(conn, {"customers": [c.customer_id for _, c in due]})
     exempt, back = [], []
     for expiry, case in due:
         outcome = rules.expiry_decision(case, as_of, ctx.policy)

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from leadflow.stages.allocation import allocate
 from leadflow.stages.context import StageContext
 from leadflow.stages.roster import load_roster
-from leadflow.store import ledger
+from leadflow.store import ledger, references
 from leadflow.store.models import Assignment, Customer
 
 
@@ -28,19 +28,21 @@ def take_back(conn: Connection, ctx: StageContext, items: list[dict], now: dt.da
     """End each item's assignment (dicts: assignment_id, customer_id, person_id, optionally its own `reason`,
     else `reason`, and the customer's current `tier` when the caller read it) and re-allocate the leads by the
     normal rotation, in the order given, excluding the owner each was taken from (unless `exclude_owner` is
-    False): one roster load and one `allocate` for them all, and a tier read only for items without one."""
+    False): one roster load and one `allocate` for them all, and a tier read only for items without one.
+
+    The customers leave their owners and the take-back's ledger rows are written inside that `allocate`
+    (`taken_back`): each customer row is written once, with where the lead went (its new owner or the pool),
+    and one ledger COPY holds the take-backs ahead of the allocations, in the same order as before (issue 10:
+    two UPDATEs of the same scattered customer rows and two COPYs were a third of a conversion-expiry day)."""
     if not items:
         return {"taken_back": 0, "allocated": 0, "pooled": 0, "decisions": []}
     end_assignments(conn, [i["assignment_id"] for i in items if i["assignment_id"] is not None], now, rule_id)
     ct = Customer.__table__
-    ids = sorted({i["customer_id"] for i in items})
-    chunks = [ids[k:k + CHUNK] for k in range(0, len(ids), CHUNK)]
-    for chunk in chunks:  # the same values for every lead: one UPDATE per 5,000, not one round trip per lead
-        conn.execute(ct.update().where(ct.c.id.in_(chunk)).values(
-            status="pool", owner_id=None, department_id=None, pooled_at=None, converted_at=None))
-    ledger.append(conn, [ledger.entry(now, rule_id, "take_back", i.get("reason", reason),
-                                      customer_id=i["customer_id"], from_person_id=i["person_id"]) for i in items],
-                  ctx.policy.version, ctx.flow_run_id)
+    entries = [ledger.entry(now, rule_id, "take_back", i.get("reason", reason), customer_id=i["customer_id"],
+                            from_person_id=i["person_id"]) for i in items]
+    # every lead's customer proved once, here, for the assignments and ledger rows written below (the ledger's
+    # check of all of them would otherwise repeat the assignments' check of the re-allocated ones)
+    references.check(conn, "ledger", entries)
     tiers = {i["customer_id"]: i["tier"] for i in items if i.get("tier") is not None}
     unread = sorted({i["customer_id"] for i in items} - set(tiers))
     for k in range(0, len(unread), CHUNK):
@@ -50,5 +52,5 @@ def take_back(conn: Connection, ctx: StageContext, items: list[dict], now: dt.da
     exclude = {i["customer_id"]: frozenset({i["person_id"]}) for i in items if exclude_owner and i["person_id"]}
     result = allocate(conn, ctx, now, load_roster(conn, ctx.policy, now), leads, exclude,
                       kind="reallocation", reason=f"re-allocated after {rule_id}"
-                      + (", excluding the previous owner" if exclude_owner else ""))
+                      + (", excluding the previous owner" if exclude_owner else ""), taken_back=entries)
     return {"taken_back": len(items), **result}

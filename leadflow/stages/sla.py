@@ -18,6 +18,7 @@ from leadflow.stages.marks import get_mark, set_mark
 from leadflow.stages.validation import held_customers
 from leadflow.store import ledger
 from leadflow.store import pauses as pauses_store
+from leadflow.store import references
 from leadflow.store.arrays import id_filters
 from leadflow.store.bulk import insert_rows
 from leadflow.store.models import Activity, Assignment, Breach, Fine, Pause, Person
@@ -134,6 +135,10 @@ def run(conn: Connection, ctx: StageContext, as_of: dt.datetime) -> dict:
     since = get_mark(conn, STAGE)
     # only obligations that can have a breach due by `as_of`: one not yet due is neither settled nor looked at
     obligations = load_obligations(conn, due_bound(as_of, ctx.policy))
+    # the breaches below name these assignments' own ids, customers and owners: read here, so proved (R-SLA-6)
+    references.proved(conn, {"assignments": [o.assignment_id for o in obligations],
+                             "customers": [o.customer_id for o in obligations],
+                             "people": [o.person_id for o in obligations]})
     records = load_records(conn, [o.customer_id for o in obligations], rules.KIND_FOR_RULE.values(),
                            min((o.started_at for o in obligations), default=None))
     judged = rules.judge(obligations, records, load_breached(conn, [o.assignment_id for o in obligations]),

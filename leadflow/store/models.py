@@ -291,8 +291,10 @@ class Breach(Base):
     at: Mapped[dt.datetime]
     resolved_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]  # disproved by a late record (R-SLA-7); kept, never deleted
-    # R-SLA-6: the check reads the breaches already recorded for its candidate assignments
-    __table_args__ = (Index("ix_breaches_assignment", "assignment_id", "rule_id"),)
+    # R-SLA-6: the check reads the breaches already recorded for its candidate assignments; by rule and time:
+    # the month's late entries (R-SUSP-3, R-SLA-7) and an audit instant's listings (R-SLA-5), migration 0013
+    __table_args__ = (Index("ix_breaches_assignment", "assignment_id", "rule_id"),
+                      Index("ix_breaches_rule_at", "rule_id", "at"))
 
 
 class Deal(Base):

@@ -199,3 +199,30 @@ def test_r_alloc_7_a_customer_proved_inside_a_savepoint_rolled_back_is_refused_a
             check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=cid)])
             savepoint.rollback()  # the customer is gone, and the proof with it
             check(conn, "ledger", [ledger.entry(T0, "R-ALLOC-2", "allocate", "x", customer_id=cid)])
+
+
+def test_r_sla_6_ids_read_from_the_store_in_a_transaction_are_proved_without_a_statement(store_engine):
+    """The SLA check's breaches name the assignments it read (their ids, customers and owners): `proved` records
+    them for the transaction, so their write looks nothing up; an id not read is still looked up and refused
+    when missing, and a new transaction proves nothing."""
+    from sqlalchemy import event
+
+    from leadflow.store.references import proved
+
+    with store_engine.begin() as conn:
+        ids = _store(conn, customers=3)
+    statements = []
+    event.listen(store_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    entries = [ledger.entry(T0, "R-SLA-1", "breach", "x", customer_id=c) for c in ids]
+    with store_engine.connect() as conn:
+        conn.execute(select(Customer.id))  # a read begins the transaction
+        statements.clear()
+        proved(conn, {"customers": ids, "people": ["s1", None]})
+        check(conn, "ledger", entries)
+        assert statements == []
+        with pytest.raises(MissingReference, match="ledger.customer_id .*424242"):
+            check(conn, "ledger", entries + [ledger.entry(T0, "R-SLA-1", "breach", "x", customer_id=424242)])
+        conn.rollback()
+        statements.clear()
+        check(conn, "ledger", entries)
+        assert len(statements) == 1

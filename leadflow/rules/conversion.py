@@ -10,9 +10,37 @@ from leadflow.policy import Policy
 SHARE_HANDOVER_RULES = ("R-CONV-2", "R-SLA-5")  # R-CONV-3: only these hand-overs carry a share
 
 
+# policy id -> (the policy, its expiry memo): the catch-up asks `next_due` on every run, and it computes the expiry
+# of every open lead near its end each time (issue 10: a year's replay asked the same few dozen expiries ~9,000
+# times, 4 % of its time). The policy is held, so its id names it while its entry lives; both sizes are capped.
+_EXPIRIES: dict[int, tuple[Policy, dict]] = {}
+_EXPIRY_POLICIES = 8
+_EXPIRY_ENTRIES = 200_000
+
+
 def expires_at(clock_start: dt.datetime, tier: str, policy: Policy,
                retiered_at: dt.datetime | None = None) -> dt.datetime | None:
-    """R-CONV-1: calendar months in business time; R-TIER-5: a re-tier shortening it below the time held ends it then."""
+    """R-CONV-1: calendar months in business time; R-TIER-5: a re-tier shortening it below the time held ends it then.
+
+    Remembered per (clock start, tier, re-tier) and policy — all it depends on — so a lead asked about by many
+    runs is computed once. Pure: the memo only saves recomputing the same answer."""
+    held = _EXPIRIES.get(id(policy))
+    if held is None or held[0] is not policy:
+        if len(_EXPIRIES) >= _EXPIRY_POLICIES:
+            _EXPIRIES.clear()
+        held = _EXPIRIES[id(policy)] = (policy, {})
+    memo = held[1]
+    key = (clock_start, tier, retiered_at)
+    if key in memo:
+        return memo[key]
+    if len(memo) > _EXPIRY_ENTRIES:
+        memo.clear()
+    memo[key] = end = _expires_at(clock_start, tier, policy, retiered_at)
+    return end
+
+
+def _expires_at(clock_start: dt.datetime, tier: str, policy: Policy,
+                retiered_at: dt.datetime | None) -> dt.datetime | None:
     months = policy.conversion.period_months.get(tier)
     if months is None:  # unclassified / non_target: no conversion period
         return None

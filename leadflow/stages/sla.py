@@ -52,7 +52,7 @@ def load_obligations(conn: Connection, upto: dt.datetime | None = None) -> list[
     every one it is given); None: all of them."""
     q = (select(Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.tier,
                 Assignment.started_at, Assignment.ended_at, Assignment.bound)
-         .where(Assignment.sla_settled == False, Assignment.bound.is_(True),  # noqa: E712 (indexable)
+         .where(Assignment.sla_settled == False, Assignment.bound == True,  # noqa: E712 (indexable; NOT NULL)
                 Assignment.customer_id.not_in(held_customers("sla_check"))))  # R-VAL-2
     if upto is not None:
         q = q.where(Assignment.started_at <= upto)
@@ -93,7 +93,7 @@ def load_breached(conn: Connection, assignment_ids: list[int]) -> set[tuple[int,
 _OBLIGATION_COLUMNS = (Assignment.id, Assignment.customer_id, Assignment.person_id, Assignment.tier,
                        Assignment.started_at, Assignment.ended_at, Assignment.bound)
 _NEXT_OBLIGATIONS = select(*_OBLIGATION_COLUMNS).where(
-    Assignment.sla_settled == False, Assignment.bound.is_(True),  # noqa: E712 (indexable)
+    Assignment.sla_settled == False, Assignment.bound == True,  # noqa: E712 (indexable; NOT NULL)
     Assignment.customer_id.not_in(held_customers(STAGE)))  # R-VAL-2
 _NEXT_OBLIGATIONS_UPTO = _NEXT_OBLIGATIONS.where(Assignment.started_at <= bindparam("upto"))
 # (no `recorded_at`: when a record arrived decides nothing about when a breach falls due, and it is a date per row)

@@ -51,7 +51,7 @@ def batch_ids(conn: Connection, suite: str, ids: list[int]) -> list[int]:
     """The records a run of `suite` validates: `ids` and, for a batch suite, every record it holds."""
     if suite not in BATCH_SUITES:
         return sorted(set(ids))
-    held = conn.execute(_open(suite).with_only_columns(ValidationHold.registration_id)).scalars()
+    held = conn.execute(_open(suite, "registration")).scalars()
     return sorted(set(ids) | set(held))
 
 
@@ -77,8 +77,7 @@ def record_holds(conn: Connection, ctx: StageContext, suite: str, result, at: dt
     The ledger gets `validation_flag` when a hold opens and `validation_cleared` when it clears, so a rerun at
     the same `as_of` writes nothing. A batch broken as a whole releases nothing: its passes may be partial."""
     flagged = {int(r): sorted(set(rs)) for r, rs in result.quarantined.items() if UNVALIDATED not in rs}
-    held = {r: (h, c, rs) for h, r, c, rs in conn.execute(_open(suite).with_only_columns(
-        ValidationHold.id, ValidationHold.registration_id, ValidationHold.customer_id, ValidationHold.reasons))}
+    held = {r: (h, c, rs) for h, r, c, rs in conn.execute(_open(suite, "holds"))}
     new = sorted(set(flagged) - set(held))
     passed = set(result.passed) if result.batch_error is None else set()
     cleared = sorted(r for r in held if r in passed)
@@ -115,7 +114,7 @@ def recheck_holds(ctx: StageContext, at: dt.datetime) -> list[str]:
 def held_customers(suite: str) -> Select:
     """Customer ids with an uncleared hold of `suite`, for `.where(Customer.id.not_in(held_customers(suite)))`."""
     # no NULL in the list: `x NOT IN (..., NULL)` is never true and would empty the stage
-    return _open(suite).with_only_columns(ValidationHold.customer_id).where(ValidationHold.customer_id.is_not(None))
+    return _open(suite, "customer")
 
 
 def open_holds(conn: Connection, suite: str | None = None, customer_id: int | None = None) -> list[dict]:
@@ -131,16 +130,24 @@ def open_holds(conn: Connection, suite: str | None = None, customer_id: int | No
             for r, c, s, rs, at in rows]
 
 
-def _open(suite: str) -> Select:
-    """The suite's uncleared holds (their ids; callers pick the columns). Built once per suite: every run asks."""
-    q = _OPEN.get(suite)
+def _open(suite: str, columns: str = "id") -> Select:
+    """The suite's uncleared holds: their `id`s, `registration` ids, `customer` ids (none NULL) or `holds` (id,
+    registration id, customer id, reasons). Built once per suite and columns: every run asks, and a statement
+    built per call costs more to key for the compiled cache than SQLite takes to run it."""
+    q = _OPEN.get((suite, columns))
     if q is None:
-        q = _OPEN[suite] = select(ValidationHold.id).where(ValidationHold.suite == suite,
-                                                           ValidationHold.cleared_at.is_(None))
+        base = select(ValidationHold.id).where(ValidationHold.suite == suite, ValidationHold.cleared_at.is_(None))
+        q = _OPEN[(suite, columns)] = {
+            "id": base,
+            "registration": base.with_only_columns(ValidationHold.registration_id),
+            "customer": base.with_only_columns(ValidationHold.customer_id).where(ValidationHold.customer_id.is_not(None)),
+            "holds": base.with_only_columns(ValidationHold.id, ValidationHold.registration_id,
+                                            ValidationHold.customer_id, ValidationHold.reasons),
+        }[columns]
     return q
 
 
-_OPEN: dict[str, Select] = {}
+_OPEN: dict[tuple[str, str], Select] = {}
 
 
 def _customers_of(conn: Connection, ids: list[int]) -> dict[int, int | None]:

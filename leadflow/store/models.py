@@ -160,8 +160,9 @@ class Assignment(Base):
         Index("uq_assignments_open", "customer_id", unique=True,
               sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
         # issue 10: the time-driven stages select their candidates by an indexed time bound — the SLA check
-        # the unsettled obligations started long enough ago, the expiry the open clocks started long enough ago
-        Index("ix_assignments_sla_due", "sla_settled", "started_at"),
+        # the unsettled obligations started long enough ago, the expiry the open clocks started long enough ago;
+        # `bound` before the start: a manager's unbound holding is never settled, and every run read past them all
+        Index("ix_assignments_sla_due", "sla_settled", "bound", "started_at"),
         Index("ix_assignments_open_clock", "ended_at", "clock_start"),
     )
 

@@ -50,6 +50,19 @@ def test_r_conv_1_periods_are_policy_keys():
     assert expires_at(T0, "B", short) == dt.datetime(2026, 4, 5, 9, 0, tzinfo=CST)
 
 
+def test_r_conv_1_a_remembered_expiry_is_the_policys_own_and_the_instants_not_the_offsets():
+    """expires_at is remembered per (clock start, tier, re-tier) and policy: asked again under another policy, or
+    for the same instant written in another zone, it answers as if asked first."""
+    short = load_policy(overrides={"conversion": {"period_months": {"A": 3, "B": 3, "C": 2, "D": 1, "below_d": 1}}})
+    for _ in range(2):  # the second round answers from the memo
+        assert expires_at(T0, "B", POLICY) == EXPIRY_B
+        assert expires_at(T0, "B", short) == dt.datetime(2026, 4, 5, 9, 0, tzinfo=CST)
+        assert expires_at(T0.astimezone(dt.timezone.utc), "B", POLICY) == EXPIRY_B
+        assert expires_at(T0, "C", POLICY, retiered_at=dt.datetime(2026, 7, 10, tzinfo=CST)) == dt.datetime(
+            2026, 7, 10, tzinfo=CST)
+        assert expires_at(T0, "C", POLICY) == dt.datetime(2026, 7, 5, 9, 0, tzinfo=CST)
+
+
 def test_r_tier_5_a_retier_that_shortens_the_period_below_the_time_held_ends_it_at_the_retier():
     retier = dt.datetime(2026, 7, 10, 0, 0, tzinfo=CST)  # B -> C after 6 months and 5 days
     assert expires_at(T0, "C", POLICY, retiered_at=retier) == retier

@@ -121,13 +121,16 @@ def listing_report(conn: Connection, listed: list) -> list[dict]:
 
 def _open_listings(conn: Connection) -> list:
     """Listings still pending on an open holding of a lead still in play (R-SLA-5: a lead that closed
-    during the grace is no longer an untouched lead and is not taken back)."""
+    during the grace is no longer an untouched lead and is not taken back), oldest lead first: the order they
+    are handed over in (R-ALLOC-5's pool order), fixed here, not left to the query plan — an index on breaches
+    once turned SQLite's plan from the customers' order to the listings' and gave the leads to other people."""
     rows = conn.execute(select(Breach.assignment_id, Breach.customer_id, Breach.person_id, Breach.at)
                         .join(Assignment, Assignment.id == Breach.assignment_id)
                         .join(Customer, Customer.id == Breach.customer_id)
                         .where(Breach.rule_id == "R-SLA-5", Breach.resolved_at.is_(None),
                                Assignment.ended_at.is_(None), Customer.status == "assigned",
-                               Customer.id.not_in(held_customers("sla_check")))).all()  # R-VAL-2
+                               Customer.id.not_in(held_customers("sla_check")))  # R-VAL-2
+                        .order_by(Customer.created_at, Customer.id, Breach.id)).all()
     return [rules.Listing(*r) for r in rows]
 
 

@@ -90,3 +90,25 @@ def test_r_sla_5_the_audit_reads_only_the_holdings_it_can_list(store_engine):
     # their customers' effective records since the window's start come with them: the first lead's, at its start
     assert ("follow_up", audit_at - dt.timedelta(days=ctx.policy.sla.audit_quiet_days)) in {
         (r.kind, r.at) for r in records}
+
+
+def test_r_sla_5_listings_are_handed_over_oldest_lead_first_whatever_order_they_were_written_in(store_engine):
+    """R-SLA-5 with R-ALLOC-5's pool order: the grace's take-backs re-allocate the listed leads oldest first
+    (customer created_at, id), fixed by the query, not by the plan: a breaches index once turned SQLite's plan to
+    the listings' own order and gave the leads to other people (found replaying a year after migration 0013)."""
+    ctx, audit_at = _store(store_engine, 30)
+    with store_engine.begin() as conn:
+        set_mark(conn, audit.STAGE, audit_at - rules.TICK)
+    with store_engine.begin() as conn:
+        audit.run_audit(conn, ctx, rules.with_grace(audit_at, ctx.policy))
+    bt = Breach.__table__
+    with store_engine.begin() as conn:  # the same listings, written newest lead first
+        rows = [dict(r) for r in conn.execute(select(bt).where(bt.c.rule_id == "R-SLA-5")
+                                               .order_by(bt.c.customer_id.desc())).mappings()]
+        conn.execute(bt.delete().where(bt.c.rule_id == "R-SLA-5"))
+        conn.execute(bt.insert(), [{k: v for k, v in r.items() if k != "id"} for r in rows])
+    with store_engine.connect() as conn:
+        got = [i.customer_id for i in audit._open_listings(conn)]
+        order = {cid: n for n, cid in enumerate(conn.execute(
+            select(Customer.id).order_by(Customer.created_at, Customer.id)).scalars())}
+    assert len(got) > 2 and got == sorted(got, key=order.__getitem__)

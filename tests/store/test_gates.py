@@ -76,7 +76,7 @@ def test_r_val_1_every_stage_has_a_suite_whose_expectations_carry_reason_codes()
     reasons = {r for e in stage_module("intake").suite(POLICY).expectations
                for r in (e.meta["reasons"] if "reasons_from" in e.meta else [e.meta["reason"]])}
     assert reasons == {"missing_field", "phone_format", "amount", "channel", "unknown_person",
-                       "bad_time", "too_long", "bad_quote", "ragged", "bad_json"}
+                       "bad_time", "too_long", "bad_quote", "ragged", "bad_json", "bad_text"}
 
 
 def test_r_reg_7_no_suite_selects_a_phone_raw_or_name_column():

@@ -6,16 +6,15 @@ from dataclasses import dataclass
 
 from leadflow.clock import add_months, local
 from leadflow.policy import Policy
+from leadflow.policy.memo import PolicyMemo
 
 SHARE_HANDOVER_RULES = ("R-CONV-2", "R-SLA-5")  # R-CONV-3: only these hand-overs carry a share
 
 
-# policy id -> (the policy, its expiry memo): the catch-up asks `next_due` on every run, and it computes the expiry
+# Expiries remembered per policy (`PolicyMemo`): the catch-up asks `next_due` on every run, and it computes the expiry
 # of every open lead near its end each time (issue 10: a year's replay asked the same few dozen expiries ~9,000
-# times, 4 % of its time). The policy is held, so its id names it while its entry lives; both sizes are capped.
-_EXPIRIES: dict[int, tuple[Policy, dict]] = {}
-_EXPIRY_POLICIES = 8
-_EXPIRY_ENTRIES = 200_000
+# times, 4 % of its time).
+_EXPIRIES = PolicyMemo()
 
 
 def expires_at(clock_start: dt.datetime, tier: str, policy: Policy,
@@ -24,17 +23,10 @@ def expires_at(clock_start: dt.datetime, tier: str, policy: Policy,
 
     Remembered per (clock start, tier, re-tier) and policy — all it depends on — so a lead asked about by many
     runs is computed once. Pure: the memo only saves recomputing the same answer."""
-    held = _EXPIRIES.get(id(policy))
-    if held is None or held[0] is not policy:
-        if len(_EXPIRIES) >= _EXPIRY_POLICIES:
-            _EXPIRIES.clear()
-        held = _EXPIRIES[id(policy)] = (policy, {})
-    memo = held[1]
+    memo = _EXPIRIES.of(policy)
     key = (clock_start, tier, retiered_at)
     if key in memo:
         return memo[key]
-    if len(memo) > _EXPIRY_ENTRIES:
-        memo.clear()
     memo[key] = end = _expires_at(clock_start, tier, policy, retiered_at)
     return end
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from leadflow.clock import end_of_working_day_after, local, month_key, month_starts_between
 from leadflow.policy import Policy
+from leadflow.policy.memo import PolicyMemo
 from leadflow.rules.suspensions import late_entry_pauses
 from leadflow.rules.tiers import tier_rank
 
@@ -156,13 +157,9 @@ def _checked(ob: Obligation, policy: Policy):
     return [(rule, d) for rule, d in deadlines(ob, policy).items() if enforcement(rule, policy) != OFF]
 
 
-# policy id -> (the policy, its schedule memo): `_schedule` memos outlive one call, so the catch-up asking
+# Schedules remembered per policy (`PolicyMemo`): `_schedule` memos outlive one call, so the catch-up asking
 # `next_due` on every run computes an obligation's deadlines once, not once per run (issue 10: 18 % of a replay).
-# The policy is held, so its id names it while its entry lives; both sizes are capped (a long-lived process
-# meets many starts; tests meet many policies).
-_SCHEDULES: dict[int, tuple[Policy, dict]] = {}
-_SCHEDULE_POLICIES = 8
-_SCHEDULE_ENTRIES = 200_000
+_SCHEDULES = PolicyMemo()
 
 
 def _schedule(policy: Policy):
@@ -170,14 +167,7 @@ def _schedule(policy: Policy):
     remembered per (start, tier, bound) — all they depend on, with the policy — so leads allocated at one
     instant, a day's deadlines at one closing time, or an obligation asked about by many runs, are computed
     once, not once per lead and run. Pure: the memo only saves recomputing the same answer."""
-    held = _SCHEDULES.get(id(policy))
-    if held is None or held[0] is not policy:
-        if len(_SCHEDULES) >= _SCHEDULE_POLICIES:
-            _SCHEDULES.clear()
-        held = _SCHEDULES[id(policy)] = (policy, {})
-    memo = held[1]
-    if len(memo) > _SCHEDULE_ENTRIES:
-        memo.clear()
+    memo = _SCHEDULES.of(policy)
 
     def schedule(ob: Obligation) -> tuple:
         key = (ob.started_at, ob.tier, ob.bound)

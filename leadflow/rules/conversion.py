@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from leadflow.clock import add_months, local
 from leadflow.policy import Policy
-from leadflow.policy.memo import PolicyMemo
+from leadflow.rules.memo import PolicyMemo
 
 SHARE_HANDOVER_RULES = ("R-CONV-2", "R-SLA-5")  # R-CONV-3: only these hand-overs carry a share
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from leadflow.clock import end_of_working_day_after, local, month_key, month_starts_between
 from leadflow.policy import Policy
-from leadflow.policy.memo import PolicyMemo
+from leadflow.rules.memo import PolicyMemo
 from leadflow.rules.suspensions import late_entry_pauses
 from leadflow.rules.tiers import tier_rank
 
